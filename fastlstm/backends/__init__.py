@@ -1,0 +1,70 @@
+"""Backend registry: which kernel modules exist, which can run here, and "auto".
+
+Every backend is a module exposing `forward_layer` and `backward_layer` (see
+contract.py). Availability is probed cheaply (no numba import, no GPU
+initialisation) the first time it is asked for, then cached. The API imports
+only this registry, never a particular backend.
+"""
+import importlib
+import importlib.util
+
+# name -> (module, one-line description); AUTO_ORDER lists them fastest first.
+BACKENDS = {
+    "numpy": ("fastlstm.backends.reference", "NumPy reference (the oracle; always available)"),
+}
+AUTO_ORDER = ["numpy"]
+
+_status_cache = None
+_module_cache = {}
+
+
+def _probe(name):
+    """'' when backend `name` can run here, else the reason it cannot."""
+    module_path = BACKENDS[name][0]
+    try:
+        found = importlib.util.find_spec(module_path) is not None
+    except ImportError as exc:
+        return f"cannot be imported: {exc}"
+    return "" if found else f"module {module_path} is missing"
+
+
+def backend_status():
+    """{name: reason}; an empty reason means the backend is available."""
+    global _status_cache
+    if _status_cache is None:
+        _status_cache = {name: _probe(name) for name in BACKENDS}
+    return dict(_status_cache)
+
+
+def available_backends():
+    """Names of the backends that can run here, in the order "auto" tries them."""
+    status = backend_status()
+    return [name for name in AUTO_ORDER if not status[name]]
+
+
+def load(name):
+    """The kernel module of one available backend."""
+    module = _module_cache.get(name)
+    if module is None:
+        module = importlib.import_module(BACKENDS[name][0])
+        _module_cache[name] = module
+    return module
+
+
+def resolve(name):
+    """Kernel modules to try for a requested backend name, in order.
+
+    "auto" gives every available backend, fastest first; a named backend gives
+    just that one, or a ValueError saying why not and what is available.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a str, got {type(name).__name__}")
+    if name == "auto":
+        return [load(n) for n in available_backends()]
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}")
+    reason = backend_status()[name]
+    if reason:
+        raise ValueError(f"backend {name!r} is not available here ({reason}); "
+                         f"available: {available_backends()}")
+    return [load(name)]

@@ -1,0 +1,71 @@
+"""What fastlstm is running with: versions, backends, the compiled extension, threads, BLAS."""
+import platform
+import sys
+
+import numpy as np
+
+from . import backends
+from ._cy import load_error, load_extension
+from ._version import __version__
+from .threads import get_num_threads
+
+
+def collect_info():
+    """A JSON-friendly dict of everything `fastlstm info` reports."""
+    ext = load_extension("buildinfo")
+    extension = {"built": ext is not None}
+    if ext is None:
+        extension["reason"] = ("not built (no C compiler or Cython at install time, or "
+                               f"FASTLSTM_NO_EXTENSION=1): {load_error('buildinfo')}")
+    else:
+        extension.update(ext.build_info())
+        extension["openmp_threads"] = ext.get_max_threads()
+    return {
+        "fastlstm": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "threads": get_num_threads(),
+        "backends": {name: {"available": not reason, "reason": reason,
+                            "description": backends.BACKENDS[name][1]}
+                     for name, reason in backends.backend_status().items()},
+        "auto_order": backends.available_backends(),
+        "extension": extension,
+        "blas": _blas_info(),
+    }
+
+
+def _blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"note": "threadpoolctl not installed; BLAS unknown"}]
+    keep = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: lib.get(k) for k in keep if lib.get(k) is not None}
+            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+
+
+def format_info(info):
+    """The info dict as aligned human-readable lines."""
+    lines = [f"fastlstm {info['fastlstm']}  (Python {info['python']}, NumPy {info['numpy']}, "
+             f"{info['machine']})", f"threads: {info['threads']}", "backends:"]
+    for name, b in info["backends"].items():
+        state = "available" if b["available"] else f"unavailable: {b['reason']}"
+        lines.append(f"  {name:<8} {state}  — {b['description']}")
+    lines.append(f"auto tries: {', '.join(info['auto_order'])}")
+    ext = info["extension"]
+    if ext["built"]:
+        lines.append(f"compiled extension: built  openmp={ext['openmp']} "
+                     f"(threads {ext['openmp_threads']})  native={ext['native']}  "
+                     f"debug={ext['debug']}")
+    else:
+        lines.append(f"compiled extension: {ext['reason']}")
+    for lib in info["blas"]:
+        lines.append("blas: " + "  ".join(f"{k}={v}" for k, v in lib.items()))
+    return "\n".join(lines)
+
+
+def show_config():
+    """Print what fastlstm is running with (the same as `fastlstm info`)."""
+    print(format_info(collect_info()))

@@ -1,0 +1,156 @@
+"""Weights: torch names and shapes, initialisation, framework converters, .npz files.
+
+fastlstm's one internal layout is torch.nn.LSTM's: per layer k and direction
+suffix s ("" or "_reverse"), weight_ih_l{k}{s} (4H, I_k), weight_hh_l{k}{s} (4H, H),
+bias_ih_l{k}{s} and bias_hh_l{k}{s} (4H), gate rows in order i, f, g, o.
+Converters to other layouts live here, at the edge, and nowhere else.
+"""
+import json
+import os
+import zipfile
+
+import numpy as np
+
+FORMAT_NAME = "fastlstm"
+FORMAT_VERSION = 1
+CONFIG_KEY = "__fastlstm__"
+
+
+def param_shapes(input_size, hidden_size, num_layers, bias, bidirectional):
+    """{name: shape} in torch.nn.LSTM's state_dict order."""
+    G, H = 4 * hidden_size, hidden_size
+    D = 2 if bidirectional else 1
+    shapes = {}
+    for k in range(num_layers):
+        in_k = input_size if k == 0 else D * H
+        for s in ("", "_reverse")[:D]:
+            shapes[f"weight_ih_l{k}{s}"] = (G, in_k)
+            shapes[f"weight_hh_l{k}{s}"] = (G, H)
+            if bias:
+                shapes[f"bias_ih_l{k}{s}"] = (G,)
+                shapes[f"bias_hh_l{k}{s}"] = (G,)
+    return shapes
+
+
+def init_params(shapes, hidden_size, dtype, seed):
+    """torch's init: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), reproducible from seed."""
+    rng = np.random.default_rng(seed)
+    k = 1.0 / np.sqrt(hidden_size)
+    return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
+
+
+def to_numpy(value, name):
+    """ndarray from an ndarray, a torch tensor (even one that requires grad) or a list."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, duck-typed
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{name} must be array-like, got {type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}")
+    return arr
+
+
+# --- Keras: kernel (I, 4H), recurrent_kernel (H, 4H), one bias (4H); gates i, f, c, o ---
+
+def from_keras_weights(kernel, recurrent_kernel, bias=None):
+    """torch-layout (weight_ih, weight_hh, bias_ih, bias_hh) from one Keras LSTM layer.
+
+    Keras has one bias; it goes to bias_ih and bias_hh is zero (only the sum matters).
+    bias=None (a Keras layer built with use_bias=False) gives bias None.
+    """
+    kernel = to_numpy(kernel, "kernel")
+    recurrent_kernel = to_numpy(recurrent_kernel, "recurrent_kernel")
+    if kernel.ndim != 2 or kernel.shape[1] % 4 or kernel.shape[1] == 0:
+        raise ValueError(f"kernel must have shape (input_size, 4*units), got {kernel.shape}")
+    units = kernel.shape[1] // 4
+    if recurrent_kernel.shape != (units, 4 * units):
+        raise ValueError(f"recurrent_kernel must have shape {(units, 4 * units)} to match "
+                         f"kernel {kernel.shape}, got {recurrent_kernel.shape}")
+    w_ih, w_hh = kernel.T, recurrent_kernel.T  # Keras gate order i,f,c,o is torch's i,f,g,o
+    if bias is None:
+        return w_ih, w_hh, None, None
+    bias = to_numpy(bias, "bias")
+    if bias.shape != (4 * units,):
+        raise ValueError(f"bias must have shape {(4 * units,)}, got {bias.shape}")
+    return w_ih, w_hh, bias, np.zeros_like(bias)
+
+
+def to_keras_weights(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """[kernel, recurrent_kernel, bias] as Keras' layer.set_weights wants (bias only if any)."""
+    weights = [np.ascontiguousarray(weight_ih.T), np.ascontiguousarray(weight_hh.T)]
+    if bias_ih is not None:
+        weights.append(bias_ih + bias_hh)
+    return weights
+
+
+# --- torch: infer the module's configuration from its state dict ---
+
+def config_from_state_dict(state):
+    """LSTM constructor arguments implied by a torch.nn.LSTM state dict's names and shapes."""
+    if "weight_ih_l0" not in state or "weight_hh_l0" not in state:
+        raise ValueError("state dict must hold torch.nn.LSTM weights (weight_ih_l0, "
+                         f"weight_hh_l0, ...), got keys {sorted(state)[:8]}")
+    if any(name.startswith("weight_hr_l") for name in state):
+        raise ValueError("LSTMs with proj_size > 0 (weight_hr_l* entries) are not supported")
+    w_ih = to_numpy(state["weight_ih_l0"], "weight_ih_l0")
+    w_hh = to_numpy(state["weight_hh_l0"], "weight_hh_l0")
+    if w_ih.ndim != 2 or w_hh.ndim != 2:
+        raise ValueError("weight_ih_l0 and weight_hh_l0 must be 2-D, "
+                         f"got shapes {w_ih.shape} and {w_hh.shape}")
+    num_layers = 0
+    while f"weight_ih_l{num_layers}" in state:
+        num_layers += 1
+    return dict(input_size=int(w_ih.shape[1]), hidden_size=int(w_hh.shape[1]),
+                num_layers=num_layers, bias="bias_ih_l0" in state,
+                bidirectional="weight_ih_l0_reverse" in state)
+
+
+# --- .npz files: config as JSON plus the weights under their torch names ---
+
+def save_npz(path, config, weights):
+    """Write config + weights; a path is written atomically (temp file, then rename)."""
+    header = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config})
+    arrays = {CONFIG_KEY: np.array(header), **weights}
+    if not isinstance(path, (str, os.PathLike)):  # an open binary file
+        np.savez(path, **arrays)
+        return
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_npz(path):
+    """(config, weights) from a file written by save_npz; ValueError for anything else."""
+    where = path if isinstance(path, (str, os.PathLike)) else "the given file"
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive")
+        with data:
+            names = list(data.files)
+            if CONFIG_KEY not in names:
+                raise ValueError(f"it has no {CONFIG_KEY!r} entry (entries: {names[:6]})")
+            header = json.loads(str(data[CONFIG_KEY]))
+            if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+                raise ValueError("its header does not describe a fastlstm model")
+            if header.get("version") != FORMAT_VERSION:
+                raise ValueError(f"it has format version {header.get('version')!r}, "
+                                 f"this fastlstm reads version {FORMAT_VERSION}")
+            weights = {name: data[name] for name in names if name != CONFIG_KEY}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # json.JSONDecodeError is a ValueError; pickled entries raise ValueError too
+        raise ValueError(f"path {where!r} is not a readable fastlstm model file: {exc}") from None
+    config = header.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"path {where!r}: the model config must be a JSON object")
+    return config, weights

@@ -1,0 +1,45 @@
+"""One thread count for every level of parallelism fastlstm uses.
+
+set_num_threads(n) governs BLAS (through threadpoolctl), the compiled kernels'
+OpenMP regions and numba's thread pool together, so that only one level runs
+parallel at a time and nothing is oversubscribed.
+"""
+import os
+import sys
+
+from . import _validate as check
+
+_num_threads = None
+
+
+def default_num_threads():
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads():
+    """The thread count kernels use: the last set_num_threads(n), else every usable core."""
+    return _num_threads or default_num_threads()
+
+
+def set_num_threads(n):
+    """Use n threads in every kernel, BLAS call and JIT-compiled loop of fastlstm."""
+    global _num_threads
+    n = check.positive_int(n, "n")
+    _num_threads = n
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=n)  # called plainly (not as a context) it stays in force
+    except ImportError:
+        pass
+    from ._cy import load_extension
+    ext = load_extension("buildinfo")
+    if ext is not None:
+        ext.set_threads(n)
+    if "numba" in sys.modules:  # only when a numba backend already loaded it
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return n
