@@ -2,6 +2,7 @@
 directions, handles batch_first, lengths and dropout once for all backends, and
 hands each (layer, direction) to a kernel from the backend registry.
 """
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -34,6 +35,10 @@ class LSTM:
         self._kernels = backends.resolve(backend)
         self.backend = backend
         seed = check.seed_value(seed)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"dropout={self.dropout} has no effect with num_layers=1: it applies "
+                          "to the outputs of every layer but the last (as in torch)",
+                          UserWarning, stacklevel=2)
 
         self._shapes = param_shapes(self.input_size, self.hidden_size, self.num_layers,
                                     self.bias, self.bidirectional)
