@@ -1,0 +1,108 @@
+"""The compiled extension: what it reports, that it works, and that fastlstm survives without it."""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm._cy import load_extension
+from fastlstm.info import collect_info
+
+ROOT = Path(__file__).resolve().parents[1]
+ext = load_extension("buildinfo")
+needs_ext = pytest.mark.skipif(ext is None, reason="compiled extension not built here")
+
+
+@needs_ext
+def test_extension_reports_its_build_and_blas_works():
+    info = ext.build_info()
+    assert set(info) == {"openmp", "debug", "native"}
+    assert collect_info()["extension"]["built"]
+    for dt in (np.float32, np.float64):
+        x = np.arange(1, 8, dtype=dt)
+        assert ext.blas_dot(x, x[::-1].copy()) == pytest.approx(float(x @ x[::-1]))
+    with pytest.raises(ValueError, match="y must have length 7"):
+        ext.blas_dot(x, x[:3].copy())
+
+
+@needs_ext
+def test_set_num_threads_reaches_openmp():
+    if not ext.build_info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    old = fastlstm.get_num_threads()
+    try:
+        fastlstm.set_num_threads(1)
+        assert ext.threads_used() == 1
+        fastlstm.set_num_threads(2)
+        assert ext.get_max_threads() == 2
+    finally:
+        fastlstm.set_num_threads(old)
+
+
+BLOCK_EXTENSION = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("fastlstm._cy."):
+            raise ImportError("blocked by the test: pretend it was never compiled")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_without_the_extension_everything_still_works():
+    code = BLOCK_EXTENSION + """
+import numpy as np, fastlstm
+from fastlstm.info import collect_info
+info = collect_info()
+assert not info["extension"]["built"], info
+assert "not built" in info["extension"]["reason"]
+fastlstm.set_num_threads(1)
+m = fastlstm.LSTM(3, 4)
+y, _ = m(np.zeros((2, 1, 3)))
+m.backward(np.ones_like(y))
+from fastlstm.cli import main
+main(["info"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "compiled extension: not built" in out.stdout
+
+
+def _copy_source(dest):
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__")
+    for name in ("fastlstm", "src_cython"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("Cython") is None, reason="needs Cython")
+@pytest.mark.parametrize("env,warning", [
+    ({"CC": "false"}, "Could not compile fastlstm._cy.buildinfo"),  # no working C compiler
+    ({"FASTLSTM_NO_EXTENSION": "1"}, "FASTLSTM_NO_EXTENSION is set"),
+])
+def test_install_without_a_compiler_falls_back_loudly(tmp_path, env, warning):
+    src, target = tmp_path / "src", tmp_path / "site"
+    src.mkdir()
+    _copy_source(src)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps", "-v",
+         "--target", str(target), str(src)],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "fastlstm build WARNING" in log and warning in log
+    assert not list(target.glob("fastlstm/_cy/*.so"))
+    check = subprocess.run(
+        [sys.executable, "-c", "import fastlstm, numpy as np; "
+         "print(fastlstm.__file__); print(fastlstm.LSTM(2, 3)(np.zeros((1, 1, 2)))[0].shape)"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)})
+    assert check.returncode == 0, check.stderr
+    assert str(target) in check.stdout and "(1, 1, 3)" in check.stdout
