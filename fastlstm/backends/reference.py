@@ -57,9 +57,7 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths,
     H = w_hh.shape[1]
     dh = dh_n.copy()  # dL/dh_t flowing back from step t+1 (and from h_n)
     dc = dc_n.copy()
-    dw_ih[...] = 0
-    dw_hh[...] = 0
-    db[...] = 0
+    dz_all = np.zeros(tape.gates.shape, x.dtype)  # dL/dz_t for every step (0 past a length)
     dx[...] = 0
     for t in reversed(range(T)):
         rows = _active_rows(lengths, t)
@@ -80,11 +78,16 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths,
         dz = np.concatenate([di * i * (1 - i), df * f * (1 - f),
                              dg * (1 - g ** 2), do * o * (1 - o)], axis=1)
 
+        dz_all[t, rows] = dz
         dx[t, rows] = dz @ w_ih
         dh[rows] = dz @ w_hh
         dc[rows] = dc_t * f
-        dw_ih += dz.T @ x[t, rows]
-        dw_hh += dz.T @ tape.h[t, rows]
-        db += dz.sum(axis=0)
+    # The weights are shared by every step, so their gradients are sums over t:
+    # dW_ih = sum_t dz_t^T x_t, dW_hh = sum_t dz_t^T h_{t-1}, db = sum_t dz_t (as single GEMMs)
+    G = dz_all.shape[2]
+    dz_flat = dz_all.reshape(-1, G)
+    dw_ih[...] = dz_flat.T @ x.reshape(-1, x.shape[2])
+    dw_hh[...] = dz_flat.T @ tape.h[:-1].reshape(-1, H)
+    db[...] = dz_flat.sum(axis=0)
     dh0[...] = dh
     dc0[...] = dc
