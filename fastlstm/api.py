@@ -216,14 +216,17 @@ class LSTM:
 
     def _run_forward(self, *args):
         """Run forward_layer on the first kernel that handles the case; return that kernel."""
+        refusals = []
         for kernel in self._kernels:
             try:
                 kernel.forward_layer(*args)
-            except NotImplementedError:
+            except NotImplementedError as exc:
+                refusals.append(f"{kernel.NAME}: {exc}")
                 continue
             self.backend_used = kernel.NAME
             return kernel
-        raise RuntimeError(f"no backend in {self.backend!r} could run this case")
+        raise NotImplementedError(f"backend={self.backend!r} cannot run this case "
+                                  f"({'; '.join(refusals)})")
 
     # --- backward ------------------------------------------------------------------------
 

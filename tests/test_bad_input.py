@@ -152,3 +152,32 @@ def test_bad_set_num_threads():
         fastlstm.set_num_threads(0)
     with pytest.raises(TypeError, match="n must be a positive int"):
         fastlstm.set_num_threads(1.5)
+
+
+def test_a_backend_that_refuses_a_case_falls_through_under_auto(monkeypatch):
+    from fastlstm import backends
+    from fastlstm.backends import reference
+
+    class Picky:
+        NAME = "picky"
+        backward_layer = staticmethod(reference.backward_layer)
+
+        @staticmethod
+        def forward_layer(x, *args):
+            if x.dtype == "float64":
+                raise NotImplementedError("float64 is not supported")
+            reference.forward_layer(x, *args)
+
+    monkeypatch.setitem(backends.BACKENDS, "picky", ("picky", "test only"))
+    monkeypatch.setitem(backends._module_cache, "picky", Picky)
+    monkeypatch.setattr(backends, "_status_cache", {"numpy": "", "picky": ""})
+    monkeypatch.setattr(backends, "AUTO_ORDER", ["picky", "numpy"])
+    auto64 = fastlstm.LSTM(3, 4, dtype="float64")
+    auto64(X)
+    assert auto64.backend_used == "numpy"
+    auto32 = fastlstm.LSTM(3, 4)
+    auto32(X)
+    assert auto32.backend_used == "picky"
+    named = fastlstm.LSTM(3, 4, dtype="float64", backend="picky")
+    with pytest.raises(NotImplementedError, match="picky: float64 is not supported"):
+        named(X)
