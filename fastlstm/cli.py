@@ -29,7 +29,8 @@ def _positive(text):
 
 def build_parser():
     from .backends import available_backends
-    from .benchmark import CONFIGS
+    from .benchmark.configs import CONFIGS
+    from .benchmark.peers import PEERS
     parser = argparse.ArgumentParser(prog="fastlstm", description="fastlstm: fast CPU LSTMs")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -37,18 +38,32 @@ def build_parser():
                                        "threads, BLAS, how the extension was built")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    bench = sub.add_parser("bench", help="time forward and forward+backward on the standard "
-                                         "configs, every backend, speedup over NumPy")
+    bench = sub.add_parser("bench", help="time forward and forward+backward of the built-in "
+                                         "configs on every backend, side by side with peers")
     bench.add_argument("--configs", type=_csv_choice(list(CONFIGS), "config"),
                        default=list(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
     bench.add_argument("--backends", type=_csv_choice(available_backends(), "backend"),
                        default=available_backends(),
                        help="comma-separated available backends (default: all); the NumPy "
                             "reference always runs too, as the baseline")
-    bench.add_argument("--repeat", type=_positive, default=5, help="timed runs per figure")
-    bench.add_argument("--quick", action="store_true", help="2 timed runs per figure")
-    bench.add_argument("--threads", type=_positive, help="threads for every backend")
-    bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    bench.add_argument("--compare", type=_csv_choice(["auto", "none", *PEERS], "peer"),
+                       default=["auto"],
+                       help="peers timed side by side: torch, onnxruntime, 'none', or 'auto' "
+                            "(default: every one that is installed)")
+    bench.add_argument("--repeat", type=_positive, default=7,
+                       help="timed runs per figure, interleaved across implementations "
+                            "(default 7)")
+    bench.add_argument("--quick", action="store_true",
+                       help="3 runs per figure and a smaller GEMM peak probe: seconds, for CI "
+                            "and a first look")
+    bench.add_argument("--threads", type=_positive, help="threads for fastlstm and the peers "
+                                                         "(default: every usable core)")
+    bench.add_argument("--json", metavar="FILE", help="also write every figure, the machine, "
+                                                      "versions, threads and BLAS to FILE")
+    bench.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios per config "
+                                                          "(needs matplotlib)")
+    bench.add_argument("--scaling", action="store_true",
+                       help="instead: time against threads (1..cores) and against B, T, H")
     return parser
 
 
@@ -59,28 +74,84 @@ def cmd_info(args):
     return 0
 
 
-def cmd_bench(args):
-    from . import benchmark
+def _peers(requested):
+    from .benchmark.peers import PEERS, peer_status
+    if "none" in requested:
+        return []
+    if "auto" in requested:
+        return [p for p in PEERS if not peer_status(p)]
+    return requested
+
+
+def _check_outputs(args, parser):
+    """Refuse up front what would only fail after minutes of benchmarking."""
+    import importlib.util
+    import os
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        parser.error("--plot needs matplotlib: pip install 'fastlstm[bench]'")
+    for path in filter(None, (args.json, args.plot)):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            parser.error(f"cannot write {path}: folder {folder} does not exist")
+
+
+def cmd_bench(args, parser):
+    from ._version import __version__
+    from .benchmark import report
+    from .benchmark.peers import peer_version
+    from .benchmark.suite import CheckFailed, run_suite
     from .info import collect_info
-    from .threads import get_num_threads, set_num_threads
+    from .threads import default_num_threads, get_num_threads, set_num_threads
+    _check_outputs(args, parser)
     if args.threads:
         set_num_threads(args.threads)
-    backends = args.backends if "numpy" in args.backends else ["numpy"] + args.backends
-    repeat = 2 if args.quick else args.repeat
-    print(f"fastlstm bench: {len(args.configs)} configs x {len(backends)} backends, float32, "
-          f"median of {repeat}, {get_num_threads()} threads", file=sys.stderr)
-    rows = benchmark.run(args.configs, backends, repeat, progress=benchmark.stderr_progress)
-    print(benchmark.format_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": collect_info(), "repeat": repeat, "rows": rows}, f, indent=2)
-        print(f"wrote {args.json}", file=sys.stderr)
+    threads = get_num_threads()
+    repeat = 3 if args.quick else args.repeat
+    progress = _progress
+    if args.scaling:
+        from .benchmark.scaling import format_scaling, run_scaling
+        rows = run_scaling(args.backends, repeat, default_num_threads(), progress)
+        print(format_scaling(rows))
+        _write_json(args.json, {"machine": collect_info(), "repeat": repeat, "scaling": rows})
+        return 0
+    peers = _peers(args.compare)
+    try:
+        result = run_suite(args.configs, args.backends, peers, repeat, threads, progress,
+                           gemm_n=1024 if args.quick else 2048)
+    except CheckFailed as exc:
+        print(f"fastlstm bench: {exc}", file=sys.stderr)
+        return 1
+    info = collect_info()
+    versions = {p: peer_version(p) for p in result["peers"]}
+    header = (f"fastlstm {__version__} bench: float32, {threads} threads, median of {repeat} "
+              f"interleaved runs; {info['cpu']}; float32 GEMM peak "
+              f"{result['gemm_peak_gflops']:.0f} GFLOP/s"
+              + "".join(f"; {p} {v}" for p, v in versions.items()))
+    print(report.format_report(result, header))
+    _write_json(args.json, {"machine": info, "versions": versions, **result})
+    if args.plot:
+        report.plot_ratios(result, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
+def _progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _write_json(path, data):
+    if path:
+        with open(path, "w") as f:
+            json.dump(data, f, indent=2)
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return {"info": cmd_info, "bench": cmd_bench}[args.command](args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        return cmd_info(args)
+    return cmd_bench(args, parser)
 
 
 if __name__ == "__main__":

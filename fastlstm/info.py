@@ -26,6 +26,7 @@ def collect_info():
         "numpy": np.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": _cpu_model(),
         "threads": get_num_threads(),
         "backends": {name: {"available": not reason, "reason": reason,
                             "description": backends.BACKENDS[name][1]}
@@ -34,6 +35,18 @@ def collect_info():
         "extension": extension,
         "blas": _blas_info(),
     }
+
+
+def _cpu_model():
+    """The processor's name (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _blas_info():
@@ -49,7 +62,8 @@ def _blas_info():
 def format_info(info):
     """The info dict as aligned human-readable lines."""
     lines = [f"fastlstm {info['fastlstm']}  (Python {info['python']}, NumPy {info['numpy']}, "
-             f"{info['machine']})", f"threads: {info['threads']}", "backends:"]
+             f"{info['machine']})", f"cpu: {info['cpu']}", f"threads: {info['threads']}",
+             "backends:"]
     for name, b in info["backends"].items():
         state = "available" if b["available"] else f"unavailable: {b['reason']}"
         lines.append(f"  {name:<8} {state}  — {b['description']}")

@@ -85,6 +85,26 @@ def to_keras_weights(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     return weights
 
 
+# --- ONNX LSTM operator: W (D, 4H, I), R (D, 4H, H), B (D, 8H); gates i, o, f, c ---
+
+TORCH_TO_ONNX_GATES = [0, 3, 1, 2]  # ONNX block j holds torch gate block TORCH_TO_ONNX_GATES[j]
+
+
+def to_onnx_weights(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """(W, R, B) for one direction of the ONNX LSTM operator, each with a leading D=1 axis.
+
+    B is [Wb, Rb] (input and recurrent biases), zeros when the model has no bias.
+    """
+    def reorder(a):
+        blocks = np.split(a, 4, axis=0)
+        return np.concatenate([blocks[j] for j in TORCH_TO_ONNX_GATES], axis=0)
+    if bias_ih is None:
+        bias_ih = np.zeros(weight_ih.shape[0], weight_ih.dtype)
+        bias_hh = bias_ih
+    return (reorder(weight_ih)[None], reorder(weight_hh)[None],
+            np.concatenate([reorder(bias_ih), reorder(bias_hh)])[None])
+
+
 # --- torch: infer the module's configuration from its state dict ---
 
 def config_from_state_dict(state):

@@ -24,25 +24,30 @@ def test_info_json(capsys):
 
 def test_bench_quick_prints_table_progress_and_json(capsys, tmp_path):
     path = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--configs", "edge", "--json", str(path)]) == 0
+    assert main(["bench", "--quick", "--configs", "edge", "--compare", "none",
+                 "--json", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert "[1/1] edge on numpy" in err
-    header = out.splitlines()[0].split()
-    assert header[:3] == ["config", "backend", "fwd"]
-    row = next(line for line in out.splitlines() if line.startswith("edge"))
-    assert "1.00x" in row
+    assert "[1/1] edge (B=1 T=100 I=32 H=128): checking" in err
+    assert "GEMM peak" in out
+    table = out.split("\n\n")[1].splitlines()
+    assert table[0].split()[:4] == ["config", "implementation", "fwd", "ms"]
+    assert table[2].split()[:2] == ["edge", "fastlstm[numpy]"]
     data = json.loads(path.read_text())
     (r,) = data["rows"]
     assert r["config"] == "edge" and r["forward_ms"] > 0 and r["train_ms"] > 0
-    assert r["forward_speedup"] == 1.0 and data["machine"]["threads"] >= 1
+    assert 0 < r["forward_pct_peak"] < 100 and data["gemm_peak_gflops"] > 1
+    assert r["ratios"] == {"numpy/forward": 1.0, "numpy/train": 1.0}
+    assert data["machine"]["threads"] >= 1 and "blas" in data["machine"]
 
 
 @pytest.mark.parametrize("argv,message", [
     (["bench", "--configs", "huge"], "unknown config huge; choose from edge"),
     (["bench", "--backends", "tpu"], "unknown backend tpu"),
+    (["bench", "--compare", "tensorflow"], "unknown peer tensorflow"),
     (["bench", "--repeat", "0"], "must be a positive integer"),
     (["bench", "--threads", "-2"], "must be a positive integer"),
     (["bench", "--configs", ","], "unknown config (none given)"),
+    (["bench", "--json", "/no/such/folder/x.json"], "folder /no/such/folder does not exist"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_a_message(capsys, argv, message):
@@ -52,16 +57,8 @@ def test_bad_arguments_exit_2_with_a_message(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_config_flops_and_median():
-    cfg = benchmark.CONFIGS["edge"]
-    assert cfg.flops() == 2 * 100 * 1 * 512 * (32 + 128)
-    assert cfg.flops(backward=True) == 3 * cfg.flops()
-    calls = []
-    assert benchmark.median_time(lambda: calls.append(1), repeat=3, warmup=2) >= 0
-    assert len(calls) == 5
-
-
-def test_bench_refuses_a_backend_that_disagrees(monkeypatch):
+def test_bench_refuses_to_time_a_backend_that_disagrees(monkeypatch, capsys):
+    from fastlstm import backends
     from fastlstm.backends import reference
 
     def wrong_forward(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape):
@@ -73,9 +70,25 @@ def test_bench_refuses_a_backend_that_disagrees(monkeypatch):
         forward_layer = staticmethod(wrong_forward)
         backward_layer = staticmethod(reference.backward_layer)
 
-    from fastlstm import backends
     monkeypatch.setitem(backends.BACKENDS, "broken", ("broken", "test only"))
     monkeypatch.setitem(backends._module_cache, "broken", Broken)
     monkeypatch.setattr(backends, "_status_cache", {"numpy": "", "broken": ""})
-    with pytest.raises(AssertionError, match="broken disagrees with the reference on edge"):
-        benchmark.check_against_reference(benchmark.CONFIGS["edge"], "broken")
+    monkeypatch.setattr(backends, "AUTO_ORDER", ["broken", "numpy"])
+    code = main(["bench", "--quick", "--configs", "seed", "--compare", "none"])
+    assert code == 1
+    assert "fastlstm[broken] disagrees with the NumPy reference on seed (forward output)" in \
+        capsys.readouterr().err
+
+
+def test_scaling(capsys, monkeypatch):
+    from fastlstm.benchmark import scaling
+    from fastlstm.benchmark.configs import Config
+    monkeypatch.setattr(scaling, "BASE", Config("scaling", B=2, T=5, I=3, H=4))
+    monkeypatch.setattr(scaling, "GRID", {"B": [1, 4], "T": [5, 10], "H": [4, 8]})
+    assert main(["bench", "--scaling", "--quick"]) == 0
+    out = capsys.readouterr().out
+    lines = [line.split() for line in out.splitlines() if line.startswith("numpy")]
+    varied = [(row[1], row[2]) for row in lines]
+    assert ("threads", "1") in varied and ("B", "4") in varied and ("H", "8") in varied
+    h8 = next(row for row in lines if row[1:3] == ["H", "8"])
+    assert float(h8[-1]) == pytest.approx(8 * (3 + 8) / (4 * (3 + 4)), rel=1e-2)  # FLOPs ~ H(I+H)
