@@ -126,7 +126,9 @@ def extensions():
     if _flag("FASTLSTM_NO_EXTENSION"):
         _loud("FASTLSTM_NO_EXTENSION is set: the compiled kernels are NOT built.")
         return []
-    return [Extension(f"fastlstm._cy.{p.stem}", [f"{SRC}/{p.name}"])
+    headers = [f"{SRC}/{h.name}" for h in sorted((HERE / SRC).glob("*.h"))]
+    return [Extension(f"fastlstm._cy.{p.stem}", [f"{SRC}/{p.name}"], include_dirs=[SRC],
+                      depends=headers)
             for p in sorted((HERE / SRC).glob("*.pyx"))]
 
 

@@ -46,6 +46,7 @@ class LSTM:
         self._params = init_params(self._shapes, self.hidden_size, self.dtype, init_seq)
         self._dropout_rng = np.random.default_rng(dropout_seq)
         self._layer_weights = None  # (w_ih, w_hh, b) per layer*direction, built on demand
+        self._pack_cache = {}  # (index, backend name) -> that backend's packed weights
         self.grads = {name: np.zeros(shape, self.dtype) for name, shape in self._shapes.items()}
         self.training = True
         self.backend_used = None  # name of the backend that ran the last forward
@@ -108,7 +109,7 @@ class LSTM:
                 raise ValueError(f"state_dict[{name!r}] must have shape {shape}, got {arr.shape}")
             new[name] = np.array(arr, dtype=self.dtype, order="C", copy=True)
         self._params = new
-        self._layer_weights = None
+        self._weights_changed()
 
     @classmethod
     def from_state_dict(cls, state_dict, **kwargs):
@@ -126,6 +127,23 @@ class LSTM:
     def save(self, path):
         """Write config + weights to an .npz file (loaded by fastlstm.load, no pickle)."""
         save_npz(path, self.config, self._params)
+
+    def _weights_changed(self):
+        """Drop everything derived from the weights (combined biases, packed layouts)."""
+        self._layer_weights = None
+        self._pack_cache = {}
+
+    def _packed(self, index, kernel):
+        """The kernel's own layout of layer*direction `index`'s weights, packed once per
+        weights (kernels without a pack_weights get None)."""
+        pack = getattr(kernel, "pack_weights", None)
+        if pack is None:
+            return None
+        key = (index, kernel.NAME)
+        packed = self._pack_cache.get(key)
+        if packed is None:
+            packed = self._pack_cache[key] = pack(*self._weights(index))
+        return packed
 
     def _weights(self, index):
         """(w_ih, w_hh, b) of layer*directions index `index`, b = bias_ih + bias_hh."""
@@ -192,11 +210,11 @@ class LSTM:
                 xin = layer_in if d == 0 else rev(layer_in)
                 y = np.empty((T, B, H), self.dtype)
                 tape = Tape.empty(T, B, H, self.dtype) if train else None
-                kernel = self._run_forward(xin, w_ih, w_hh, b, h0[idx], c0[idx], lengths,
-                                           y, h_n[idx], c_n[idx], tape)
+                kernel, packed = self._run_forward(idx, xin, w_ih, w_hh, b, h0[idx], c0[idx],
+                                                   lengths, y, h_n[idx], c_n[idx], tape)
                 outs.append(y if d == 0 else rev(y))
                 if train:
-                    records.append((kernel, tape, xin, w_ih, w_hh))
+                    records.append((kernel, packed, tape, xin, w_ih, w_hh))
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=2)
             if train and self.dropout > 0 and k < L - 1:
                 keep = self._dropout_rng.random(layer_in.shape) >= self.dropout
@@ -214,17 +232,25 @@ class LSTM:
         self._last_forward = "train" if train else "eval"
         return y, (h_n, c_n)
 
-    def _run_forward(self, *args):
-        """Run forward_layer on the first kernel that handles the case; return that kernel."""
+    def _run_forward(self, idx, *args):
+        """Run forward_layer on the first kernel that handles the case.
+
+        Returns that kernel and the weights it packed for itself (or None), which its
+        backward_layer gets back.
+        """
         refusals = []
         for kernel in self._kernels:
+            packed = self._packed(idx, kernel)
             try:
-                kernel.forward_layer(*args)
+                if packed is None:
+                    kernel.forward_layer(*args)
+                else:
+                    kernel.forward_layer(*args, packed=packed)
             except NotImplementedError as exc:
                 refusals.append(f"{kernel.NAME}: {exc}")
                 continue
             self.backend_used = kernel.NAME
-            return kernel
+            return kernel, packed
         raise NotImplementedError(f"backend={self.backend!r} cannot run this case "
                                   f"({'; '.join(refusals)})")
 
@@ -273,14 +299,18 @@ class LSTM:
             d_in = None
             for d in range(D):
                 idx = k * D + d
-                kernel, tp, xin, w_ih, w_hh = tape.records[idx]
+                kernel, packed, tp, xin, w_ih, w_hh = tape.records[idx]
                 dy_d = d_out[:, :, d * H:(d + 1) * H]
                 dy_d = np.ascontiguousarray(dy_d) if d == 0 else rev(dy_d)
                 dx = np.empty_like(xin)
                 dw_ih, dw_hh = np.empty_like(w_ih), np.empty_like(w_hh)
                 db = np.empty(4 * H, self.dtype)
-                kernel.backward_layer(tp, xin, w_ih, w_hh, dy_d, dh_n[idx], dc_n[idx],
-                                      tape.lengths, dx, dw_ih, dw_hh, db, dh0[idx], dc0[idx])
+                args = (tp, xin, w_ih, w_hh, dy_d, dh_n[idx], dc_n[idx], tape.lengths, dx,
+                        dw_ih, dw_hh, db, dh0[idx], dc0[idx])
+                if packed is None:
+                    kernel.backward_layer(*args)
+                else:
+                    kernel.backward_layer(*args, packed=packed)
                 if d == 1:
                     dx = rev(dx)
                 d_in = dx if d_in is None else d_in + dx
@@ -308,7 +338,7 @@ class _ForwardTape:
 
     def __init__(self, records, masks, lengths, rev, unbatched, batch_first, y_shape,
                  state_shape):
-        self.records = records  # per layer*direction: (kernel, Tape, x_in, w_ih, w_hh)
+        self.records = records  # per layer*direction: (kernel, packed, Tape, x_in, w_ih, w_hh)
         self.masks = masks      # dropout masks applied to each layer's output but the last
         self.lengths = lengths
         self.rev = rev

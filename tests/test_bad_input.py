@@ -33,9 +33,9 @@ def test_bad_constructor_arguments(kwargs, exc, match):
 
 def test_unavailable_backend_lists_the_available_ones(monkeypatch):
     from fastlstm import backends
-    monkeypatch.setitem(backends.BACKENDS, "ghost", ("fastlstm.backends.ghost", "test only"))
+    monkeypatch.setitem(backends.BACKENDS, "ghost", ("fastlstm.backends.ghost", "test only", None))
     monkeypatch.setattr(backends, "_status_cache", None)
-    with pytest.raises(ValueError, match=r"'ghost' is not available.*available: \['numpy'"):
+    with pytest.raises(ValueError, match=r"'ghost' is not available.*available: \[.*'numpy'"):
         fastlstm.LSTM(3, 4, backend="ghost")
 
 
@@ -168,7 +168,7 @@ def test_a_backend_that_refuses_a_case_falls_through_under_auto(monkeypatch):
                 raise NotImplementedError("float64 is not supported")
             reference.forward_layer(x, *args)
 
-    monkeypatch.setitem(backends.BACKENDS, "picky", ("picky", "test only"))
+    monkeypatch.setitem(backends.BACKENDS, "picky", ("picky", "test only", None))
     monkeypatch.setitem(backends._module_cache, "picky", Picky)
     monkeypatch.setattr(backends, "_status_cache", {"numpy": "", "picky": ""})
     monkeypatch.setattr(backends, "AUTO_ORDER", ["picky", "numpy"])

@@ -24,7 +24,7 @@ def test_info_json(capsys):
 
 def test_bench_quick_prints_table_progress_and_json(capsys, tmp_path):
     path = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--configs", "edge", "--compare", "none",
+    assert main(["bench", "--quick", "--configs", "edge", "--compare", "none", "--backends", "numpy",
                  "--json", str(path)]) == 0
     out, err = capsys.readouterr()
     assert "[1/1] edge (B=1 T=100 I=32 H=128): checking" in err
@@ -70,7 +70,7 @@ def test_bench_refuses_to_time_a_backend_that_disagrees(monkeypatch, capsys):
         forward_layer = staticmethod(wrong_forward)
         backward_layer = staticmethod(reference.backward_layer)
 
-    monkeypatch.setitem(backends.BACKENDS, "broken", ("broken", "test only"))
+    monkeypatch.setitem(backends.BACKENDS, "broken", ("broken", "test only", None))
     monkeypatch.setitem(backends._module_cache, "broken", Broken)
     monkeypatch.setattr(backends, "_status_cache", {"numpy": "", "broken": ""})
     monkeypatch.setattr(backends, "AUTO_ORDER", ["broken", "numpy"])

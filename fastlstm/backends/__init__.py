@@ -8,11 +8,15 @@ only this registry, never a particular backend.
 import importlib
 import importlib.util
 
-# name -> (module, one-line description); AUTO_ORDER lists them fastest first.
+# name -> (module, one-line description, module it needs or None); AUTO_ORDER lists them
+# fastest first.
 BACKENDS = {
-    "numpy": ("fastlstm.backends.reference", "NumPy reference (the oracle; always available)"),
+    "cython": ("fastlstm.backends.cython_cpu", "compiled kernels: BLAS + OpenMP + SIMD",
+               "fastlstm._cy.lstm_cpu"),
+    "numpy": ("fastlstm.backends.reference", "NumPy reference (the oracle; always available)",
+              None),
 }
-AUTO_ORDER = ["numpy"]
+AUTO_ORDER = ["cython", "numpy"]
 
 _status_cache = None
 _module_cache = {}
@@ -20,12 +24,17 @@ _module_cache = {}
 
 def _probe(name):
     """'' when backend `name` can run here, else the reason it cannot."""
-    module_path = BACKENDS[name][0]
-    try:
-        found = importlib.util.find_spec(module_path) is not None
-    except ImportError as exc:
-        return f"cannot be imported: {exc}"
-    return "" if found else f"module {module_path} is missing"
+    module_path, _, needs = BACKENDS[name]
+    for path in filter(None, (module_path, needs)):
+        try:
+            found = importlib.util.find_spec(path) is not None
+        except ImportError as exc:
+            return f"{path} cannot be imported: {exc}"
+        if not found:
+            return f"{path} is not installed" + (
+                " (the compiled extension was not built: see `fastlstm info`)"
+                if path.startswith("fastlstm._cy") else "")
+    return ""
 
 
 def backend_status():

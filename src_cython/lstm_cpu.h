@@ -1,0 +1,158 @@
+/* fastlstm compiled CPU kernels: the recurrent part of one LSTM layer, one direction.
+ *
+ * The input projection and the weight-gradient GEMMs run through BLAS in lstm_cpu.pyx;
+ * what is here is the time loop: per step, a register-blocked h_{t-1} @ W_hh^T fused with
+ * the gate math (forward), or the gate-gradient math fused with dz_t @ W_hh (backward).
+ *
+ * Threads: ONE OpenMP parallel region for the whole time loop and one barrier per step.
+ * Work is split over a grid of row groups x hidden-unit blocks; each thread owns whole
+ * hidden units (all four gate rows), so the gate math needs no exchange and its slice of
+ * the packed W_hh stays in its own cache for the whole sequence.
+ *
+ * Rows are in "sorted" order (by length, longest first: the caller's perm maps sorted row
+ * r to batch row perm[r]); at step t the active rows are r < bs[t] and row r of step t
+ * lives at zrow = off[t] + r of the packed (sequence-step) arrays. Steps past a length
+ * are skipped, not masked.
+ *
+ * Shape letters: T steps, B batch, H hidden, G = 4H, VL vector lanes, NUB = ceil(H/VL)
+ * unit blocks. Packed layouts (built by the adapter, once per weights):
+ *   wf [NUB][H][4][VL]  forward:  wf[u][k][g][l] = W_hh[g*H + u*VL + l][k]   (0 past H)
+ *   bf [NUB][4][VL]     forward:  bf[u][g][l]    = b[g*H + u*VL + l]
+ *   wb [NUB][G][VL]     backward: wb[u][k][l]    = W_hh[k][u*VL + l]
+ */
+#ifndef FASTLSTM_LSTM_CPU_H
+#define FASTLSTM_LSTM_CPU_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define FL_X86 1
+#endif
+
+#ifndef FASTLSTM_DEBUG
+#define FASTLSTM_DEBUG 0
+#endif
+#if FASTLSTM_DEBUG
+#define FL_CHECK(cond)                                                                    \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "fastlstm kernel check failed: %s (%s:%d)\n", #cond, __FILE__, \
+                    __LINE__);                                                            \
+            abort();                                                                      \
+        }                                                                                 \
+    } while (0)
+#else
+#define FL_CHECK(cond) ((void)0)
+#endif
+
+#define FL_INLINE static inline __attribute__((always_inline))
+#define FL_VBYTES 64 /* one AVX-512 register; the compiler splits it on narrower machines */
+#define FL_MAX_ROWS 6 /* rows per register block */
+
+/* Denormals can slow a recurrence tenfold: flush them (FTZ + DAZ) inside the kernels. */
+static inline unsigned fl_flush_denormals(void) {
+#ifdef FL_X86
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u);
+    return old;
+#else
+    return 0;
+#endif
+}
+
+static inline void fl_restore_fp(unsigned old) {
+#ifdef FL_X86
+    _mm_setcsr(old);
+#else
+    (void)old;
+#endif
+}
+
+static inline int fl_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline int fl_team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* A thread's share of the (row groups x unit blocks) grid. tu_pref unit groups are asked
+ * for; the team may be smaller than asked, so the grid is fitted to the real team size. */
+typedef struct {
+    int r0, r1;   /* sorted rows [r0, r1) */
+    int ub0, ub1; /* unit blocks [ub0, ub1) */
+} fl_share;
+
+static inline fl_share fl_my_share(int B, int nub, int tu_pref) {
+    fl_share s = {0, 0, 0, 0};
+    int nth = fl_team_size(), tid = fl_thread_num();
+    int tu = tu_pref < nth ? tu_pref : nth;
+    if (tu > nub) tu = nub;
+    if (tu < 1) tu = 1;
+    int tr = nth / tu;
+    if (tr > B) tr = B;
+    if (tid >= tr * tu) return s; /* idle, but still meets every barrier */
+    int i = tid / tu, j = tid % tu;
+    s.r0 = (int)((long)B * i / tr);
+    s.r1 = (int)((long)B * (i + 1) / tr);
+    s.ub0 = (int)((long)nub * j / tu);
+    s.ub1 = (int)((long)nub * (j + 1) / tu);
+    return s;
+}
+
+/* ---- the float and the double kernels, from one template ---- */
+
+#define R float
+#define SUF(name) name##_f32
+#define FL_EXP_HI 88.0f
+#define FL_EXP_LO (-87.0f)
+#define FL_EXP_TERMS 8 /* Taylor terms of e^r, |r| <= ln2/2: error < 1e-8 relative */
+#define FL_MANT_BITS 23
+#define FL_EXP_BIAS 127
+typedef float SUF(vec) __attribute__((vector_size(FL_VBYTES)));
+typedef int SUF(ivec) __attribute__((vector_size(FL_VBYTES)));
+typedef unsigned SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
+#include "lstm_cpu_impl.h"
+#undef R
+#undef SUF
+#undef FL_EXP_HI
+#undef FL_EXP_LO
+#undef FL_EXP_TERMS
+#undef FL_MANT_BITS
+#undef FL_EXP_BIAS
+
+#define R double
+#define SUF(name) name##_f64
+#define FL_EXP_HI 709.0
+#define FL_EXP_LO (-708.0)
+#define FL_EXP_TERMS 14 /* error < 1e-16 relative */
+#define FL_MANT_BITS 52
+#define FL_EXP_BIAS 1023
+typedef double SUF(vec) __attribute__((vector_size(FL_VBYTES)));
+typedef long long SUF(ivec) __attribute__((vector_size(FL_VBYTES)));
+typedef unsigned long long SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
+#include "lstm_cpu_impl.h"
+#undef R
+#undef SUF
+#undef FL_EXP_HI
+#undef FL_EXP_LO
+#undef FL_EXP_TERMS
+#undef FL_MANT_BITS
+#undef FL_EXP_BIAS
+
+#endif

@@ -1,0 +1,282 @@
+/* Template body of lstm_cpu.h, included once per element type R (float, double) with
+ * SUF(name) giving the type-suffixed name and SUF(vec) a FL_VBYTES-wide vector of R. */
+
+#define V SUF(vec)
+#define IV SUF(ivec)
+#define UV SUF(uvec)
+#define VL ((int)(FL_VBYTES / sizeof(R)))
+
+FL_INLINE V SUF(vset1)(R a) {
+    V v = {0};
+    return v + a;
+}
+
+FL_INLINE V SUF(vload)(const R *p) {
+    V v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+FL_INLINE void SUF(vstore)(R *p, V v) { memcpy(p, &v, sizeof v); }
+
+/* n <= VL lanes; the last unit block of an H that is not a multiple of VL is partial */
+FL_INLINE V SUF(vload_n)(const R *p, int n) {
+    if (n == VL) return SUF(vload)(p);
+    V v = {0};
+    memcpy(&v, p, (size_t)n * sizeof(R));
+    return v;
+}
+
+FL_INLINE void SUF(vstore_n)(R *p, V v, int n) {
+    if (n == VL)
+        SUF(vstore)(p, v);
+    else
+        memcpy(p, &v, (size_t)n * sizeof(R));
+}
+
+FL_INLINE V SUF(vselect)(IV mask, V a, V b) { return (V)((mask & (IV)a) | (~mask & (IV)b)); }
+
+/* e^x for every lane: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, Taylor
+ * series of e^r, times 2^n built from its exponent bits. NaN stays NaN (it fails every
+ * comparison below, so the clamps pass it through, and NaN * 2^n is NaN). */
+FL_INLINE V SUF(vexp)(V x) {
+    const V hi = SUF(vset1)(FL_EXP_HI), lo = SUF(vset1)(FL_EXP_LO);
+    x = SUF(vselect)(x > hi, hi, x);
+    x = SUF(vselect)(x < lo, lo, x);
+    V t = x * (R)1.4426950408889634; /* log2(e) */
+    V half = SUF(vselect)(t < 0, SUF(vset1)((R)-0.5), SUF(vset1)((R)0.5));
+    IV n = __builtin_convertvector(t + half, IV); /* round to nearest */
+    V nf = __builtin_convertvector(n, V);
+    V r = x - nf * (R)0.693145751953125 - nf * (R)1.428606820309417232e-06; /* ln2 hi + lo */
+    V p = SUF(vset1)(1);
+    for (int k = FL_EXP_TERMS; k >= 1; k--) p = p * (r * ((R)1 / (R)k)) + (R)1;
+    UV scale = (UV)(n + FL_EXP_BIAS) << FL_MANT_BITS;
+    return p * (V)scale;
+}
+
+FL_INLINE V SUF(vsigmoid)(V x) { return (R)1 / ((R)1 + SUF(vexp)(-x)); }
+
+FL_INLINE V SUF(vtanh)(V x) { return (R)2 / ((R)1 + SUF(vexp)(x * (R)-2)) - (R)1; }
+
+/* ---------------------------------- forward ---------------------------------- */
+
+typedef struct {
+    int T, B, H, tu;
+    const int *bs;        /* [T] active rows at each step, or NULL: all B */
+    const ptrdiff_t *off; /* [T] packed row of step t's first row, or NULL: t*B */
+    const int *perm;      /* [B] sorted row -> batch row, or NULL: identity */
+    const R *zx;          /* [M][G] x_t W_ih^T for every real (step, row) */
+    const R *wf, *bf;     /* packed W_hh and bias, see lstm_cpu.h */
+    R *hbuf;              /* [2][B][H] h_{t-1} and h_t, sorted rows (hbuf[0] = h0) */
+    R *cbuf;              /* [B][H] c, sorted rows (c0 on entry, c_n on exit) */
+    R *y;                 /* [T][B][H] out */
+    R *gates, *tc, *th;   /* tape: [T][B][G], [T+1][B][H], [T+1][B][H] out, or NULL */
+} SUF(fwd_args);
+
+/* MB sorted rows starting at r, all active at step t, unit block ub: z = zx + h W_hh^T + b
+ * accumulated in registers, then the gate math, the state update and every store. */
+FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB, int ub,
+                              const R *hp, R *hn) {
+    const int H = a->H, G = 4 * H, B = a->B;
+    const R *w = a->wf + (size_t)ub * H * 4 * VL;
+    const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * B;
+    V acc[FL_MAX_ROWS][4];
+    for (int m = 0; m < MB; m++)
+        for (int g = 0; g < 4; g++) acc[m][g] = SUF(vset1)(0);
+    for (int k = 0; k < H; k++) {
+        const R *wk = w + (size_t)k * 4 * VL;
+        const V w0 = SUF(vload)(wk), w1 = SUF(vload)(wk + VL);
+        const V w2 = SUF(vload)(wk + 2 * VL), w3 = SUF(vload)(wk + 3 * VL);
+        for (int m = 0; m < MB; m++) {
+            const V hb = SUF(vset1)(hp[(size_t)(r + m) * H + k]);
+            acc[m][0] += hb * w0;
+            acc[m][1] += hb * w1;
+            acc[m][2] += hb * w2;
+            acc[m][3] += hb * w3;
+        }
+    }
+    const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
+    const R *bb = a->bf + (size_t)ub * 4 * VL;
+    for (int m = 0; m < MB; m++) {
+        const int row = r + m, orig = a->perm ? a->perm[row] : row;
+        FL_CHECK(orig >= 0 && orig < B && off + row < (ptrdiff_t)a->T * B);
+        const R *z = a->zx + (size_t)(off + row) * G + u0;
+        const V i = SUF(vsigmoid)(acc[m][0] + SUF(vload_n)(z, nu) + SUF(vload)(bb));
+        const V f = SUF(vsigmoid)(acc[m][1] + SUF(vload_n)(z + H, nu) + SUF(vload)(bb + VL));
+        const V g = SUF(vtanh)(acc[m][2] + SUF(vload_n)(z + 2 * H, nu) + SUF(vload)(bb + 2 * VL));
+        const V o = SUF(vsigmoid)(acc[m][3] + SUF(vload_n)(z + 3 * H, nu) + SUF(vload)(bb + 3 * VL));
+        R *cp = a->cbuf + (size_t)row * H + u0;
+        const V c = f * SUF(vload_n)(cp, nu) + i * g;
+        const V h = o * SUF(vtanh)(c);
+        SUF(vstore_n)(cp, c, nu);
+        SUF(vstore_n)(hn + (size_t)row * H + u0, h, nu);
+        const size_t at = (size_t)t * B + orig;
+        SUF(vstore_n)(a->y + at * H + u0, h, nu);
+        if (a->gates) {
+            R *gt = a->gates + at * G + u0;
+            SUF(vstore_n)(gt, i, nu);
+            SUF(vstore_n)(gt + H, f, nu);
+            SUF(vstore_n)(gt + 2 * H, g, nu);
+            SUF(vstore_n)(gt + 3 * H, o, nu);
+            SUF(vstore_n)(a->tc + (at + B) * H + u0, c, nu);
+            SUF(vstore_n)(a->th + (at + B) * H + u0, h, nu);
+        }
+    }
+}
+
+static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp, R *hn) {
+    const int H = a->H, active = a->bs ? a->bs[t] : a->B;
+    const int r1 = s.r1 < active ? s.r1 : active;
+    for (int ub = s.ub0; ub < s.ub1; ub++) {
+        int r = s.r0;
+        for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS)
+            SUF(fwd_block)(a, t, r, FL_MAX_ROWS, ub, hp, hn);
+        switch (r1 - r) { /* the rest, with the block height fixed at compile time */
+        case 5: SUF(fwd_block)(a, t, r, 5, ub, hp, hn); break;
+        case 4: SUF(fwd_block)(a, t, r, 4, ub, hp, hn); break;
+        case 3: SUF(fwd_block)(a, t, r, 3, ub, hp, hn); break;
+        case 2: SUF(fwd_block)(a, t, r, 2, ub, hp, hn); break;
+        case 1: SUF(fwd_block)(a, t, r, 1, ub, hp, hn); break;
+        default: break;
+        }
+        /* rows past their length: y = 0, state untouched, no work */
+        const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
+        for (int row = s.r0 > r1 ? s.r0 : r1; row < s.r1; row++) {
+            const int orig = a->perm ? a->perm[row] : row;
+            memset(a->y + ((size_t)t * a->B + orig) * H + u0, 0, (size_t)nu * sizeof(R));
+        }
+    }
+}
+
+static void SUF(lstm_forward)(int T, int B, int H, const int *bs, const ptrdiff_t *off,
+                              const int *perm, const R *zx, const R *wf, const R *bf, R *hbuf,
+                              R *cbuf, R *y, R *gates, R *tc, R *th, int tu, int nthreads) {
+    const SUF(fwd_args) a = {T, B, H, tu, bs, off, perm, zx, wf, bf, hbuf, cbuf, y, gates, tc, th};
+    const int nub = (H + VL - 1) / VL;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const unsigned fp = fl_flush_denormals();
+        const fl_share s = fl_my_share(B, nub, tu);
+        for (int t = 0; t < T; t++) {
+            const R *hp = hbuf + (size_t)(t & 1) * B * H;
+            R *hn = hbuf + (size_t)((t + 1) & 1) * B * H;
+            SUF(fwd_step)(&a, t, s, hp, hn);
+#pragma omp barrier
+        }
+        fl_restore_fp(fp);
+    }
+}
+
+/* ---------------------------------- backward --------------------------------- */
+
+typedef struct {
+    int T, B, H, tu;
+    const int *bs;
+    const ptrdiff_t *off;
+    const int *perm;
+    const R *wb;         /* packed W_hh for dh = dz W_hh, see lstm_cpu.h */
+    const R *gates, *tc; /* the forward's tape */
+    const R *dy;         /* [T][B][H] */
+    R *dh, *dc;          /* [B][H] sorted rows: dL/dh, dL/dc flowing back (dh_n, dc_n on entry) */
+    R *dz;               /* [M][G] out: dL/dz for every real (step, row) */
+} SUF(bwd_args);
+
+/* dz for the thread's active rows and unit blocks at step t, from dh, dc and the tape */
+static void SUF(bwd_gates)(const SUF(bwd_args) *a, int t, fl_share s) {
+    const int H = a->H, G = 4 * H, B = a->B, active = a->bs ? a->bs[t] : B;
+    const int r1 = s.r1 < active ? s.r1 : active;
+    const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * B;
+    const V one = SUF(vset1)(1);
+    for (int ub = s.ub0; ub < s.ub1; ub++) {
+        const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
+        for (int row = s.r0; row < r1; row++) {
+            const int orig = a->perm ? a->perm[row] : row;
+            const size_t at = (size_t)t * B + orig;
+            const R *gt = a->gates + at * G + u0;
+            const V i = SUF(vload_n)(gt, nu), f = SUF(vload_n)(gt + H, nu);
+            const V g = SUF(vload_n)(gt + 2 * H, nu), o = SUF(vload_n)(gt + 3 * H, nu);
+            const V c_prev = SUF(vload_n)(a->tc + at * H + u0, nu);
+            const V tanh_c = SUF(vtanh)(SUF(vload_n)(a->tc + (at + B) * H + u0, nu));
+            R *dhp = a->dh + (size_t)row * H + u0, *dcp = a->dc + (size_t)row * H + u0;
+            const V dh = SUF(vload_n)(dhp, nu) + SUF(vload_n)(a->dy + at * H + u0, nu);
+            const V dc = SUF(vload_n)(dcp, nu) + dh * o * (one - tanh_c * tanh_c);
+            R *dz = a->dz + (size_t)(off + row) * G + u0;
+            SUF(vstore_n)(dz, dc * g * i * (one - i), nu);
+            SUF(vstore_n)(dz + H, dc * c_prev * f * (one - f), nu);
+            SUF(vstore_n)(dz + 2 * H, dc * i * (one - g * g), nu);
+            SUF(vstore_n)(dz + 3 * H, dh * tanh_c * o * (one - o), nu);
+            SUF(vstore_n)(dcp, dc * f, nu);
+        }
+    }
+}
+
+/* dh[rows, unit block ub] = dz[rows, :] W_hh[:, units]: four interleaved sums per row hide
+ * the FMA latency when there are few rows */
+FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB, int ub) {
+    const int H = a->H, G = 4 * H;
+    const R *w = a->wb + (size_t)ub * G * VL;
+    const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * a->B;
+    const R *dz[FL_MAX_ROWS];
+    V acc[FL_MAX_ROWS][4];
+    for (int m = 0; m < MB; m++) {
+        dz[m] = a->dz + (size_t)(off + r + m) * G;
+        for (int j = 0; j < 4; j++) acc[m][j] = SUF(vset1)(0);
+    }
+    for (int k = 0; k < G; k += 4) { /* G = 4H is a multiple of 4 */
+        const R *wk = w + (size_t)k * VL;
+        const V w0 = SUF(vload)(wk), w1 = SUF(vload)(wk + VL);
+        const V w2 = SUF(vload)(wk + 2 * VL), w3 = SUF(vload)(wk + 3 * VL);
+        for (int m = 0; m < MB; m++) {
+            acc[m][0] += SUF(vset1)(dz[m][k]) * w0;
+            acc[m][1] += SUF(vset1)(dz[m][k + 1]) * w1;
+            acc[m][2] += SUF(vset1)(dz[m][k + 2]) * w2;
+            acc[m][3] += SUF(vset1)(dz[m][k + 3]) * w3;
+        }
+    }
+    const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
+    for (int m = 0; m < MB; m++)
+        SUF(vstore_n)(a->dh + (size_t)(r + m) * H + u0,
+                      (acc[m][0] + acc[m][1]) + (acc[m][2] + acc[m][3]), nu);
+}
+
+static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
+    const int active = a->bs ? a->bs[t] : a->B;
+    const int r1 = s.r1 < active ? s.r1 : active;
+    for (int ub = s.ub0; ub < s.ub1; ub++) {
+        int r = s.r0;
+        for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS) SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub);
+        switch (r1 - r) {
+        case 5: SUF(bwd_block)(a, t, r, 5, ub); break;
+        case 4: SUF(bwd_block)(a, t, r, 4, ub); break;
+        case 3: SUF(bwd_block)(a, t, r, 3, ub); break;
+        case 2: SUF(bwd_block)(a, t, r, 2, ub); break;
+        case 1: SUF(bwd_block)(a, t, r, 1, ub); break;
+        default: break;
+        }
+    }
+}
+
+static void SUF(lstm_backward)(int T, int B, int H, const int *bs, const ptrdiff_t *off,
+                               const int *perm, const R *wb, const R *gates, const R *tc,
+                               const R *dy, R *dh, R *dc, R *dz, int tu, int nthreads) {
+    const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz};
+    const int nub = (H + VL - 1) / VL;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const unsigned fp = fl_flush_denormals();
+        const fl_share s = fl_my_share(B, nub, tu);
+        for (int t = T - 1; t >= 0; t--) {
+            SUF(bwd_gates)(&a, t, s);
+#pragma omp barrier
+            /* dh for the same rows and units this thread reads in the next bwd_gates, from
+             * dz rows of step t only: no second barrier is needed */
+            SUF(bwd_recurrent)(&a, t, s);
+        }
+        fl_restore_fp(fp);
+    }
+}
+
+#undef V
+#undef IV
+#undef UV
+#undef VL
