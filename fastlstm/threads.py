@@ -7,6 +7,7 @@ parallel at a time and nothing is oversubscribed.
 import os
 import sys
 
+from . import _blas
 from . import _validate as check
 
 _num_threads = None
@@ -31,8 +32,10 @@ def set_num_threads(n):
     n = check.positive_int(n, "n")
     _num_threads = n
     try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(limits=n)  # called plainly (not as a context) it stays in force
+        from threadpoolctl import ThreadpoolController
+        for lib in ThreadpoolController().lib_controllers:
+            # the BLAS the compiled kernels call from their own threads stays at one
+            lib.set_num_threads(1 if lib.filepath in _blas.PINNED else n)
     except ImportError:
         pass
     from ._cy import load_extension

@@ -91,6 +91,12 @@ static inline int fl_team_size(void) {
 #endif
 }
 
+/* Start (end = 0) or end (end = 1) of this thread's part of n items split evenly. */
+static inline long fl_split(long n, int end) {
+    const int nth = fl_team_size(), tid = fl_thread_num() + end;
+    return n * tid / nth;
+}
+
 /* A thread's share of the (row groups x unit blocks) grid. tu_pref unit groups are asked
  * for; the team may be smaller than asked, so the grid is fitted to the real team size. */
 typedef struct {

@@ -5,7 +5,8 @@
 #           dx = dz W_ih, dW_ih = dz^T x, dW_hh = dz^T h_{t-1}; db = column sums of dz.
 # With lengths, the real (step, row) pairs are packed time-major, longest rows first
 # (torch's PackedSequence layout): M = sum(lengths) rows, and padding costs nothing.
-# Every GEMM is row-major through scipy's BLAS, operands swapped, so nothing is copied.
+# Every GEMM is row-major through scipy's BLAS, operands swapped, so nothing is copied, and
+# runs inside the kernels' own OpenMP region, each thread on its slice (BLAS single-threaded).
 # The adapter (fastlstm/backends/cython_cpu.py) allocates every buffer; nothing here does.
 from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy, memset
@@ -18,38 +19,38 @@ ctypedef fused floating:
     double
 
 cdef extern from "lstm_cpu.h" nogil:
-    void lstm_forward_f32(int T, int B, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const float *zx, const float *wf, const float *bf,
-                          float *hbuf, float *cbuf, float *y, float *gates, float *tc,
-                          float *th, int tu, int nthreads)
-    void lstm_forward_f64(int T, int B, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const double *zx, const double *wf,
-                          const double *bf, double *hbuf, double *cbuf, double *y,
-                          double *gates, double *tc, double *th, int tu, int nthreads)
-    void lstm_backward_f32(int T, int B, int H, const int *bs, const ptrdiff_t *off,
+    ctypedef void (*gemm_f32)(char *, char *, int *, int *, int *, float *, float *, int *,
+                              float *, int *, float *, float *, int *)
+    ctypedef void (*gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *,
+                              double *, int *, double *, double *, int *)
+    void lstm_forward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+                          const int *perm, const float *xr, const float *w_ih, gemm_f32 gemm,
+                          float *zx, const float *wf, const float *bf, float *hbuf,
+                          float *cbuf, float *y, float *gates, float *tc, float *th, int tu,
+                          int nthreads)
+    void lstm_forward_f64(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+                          const int *perm, const double *xr, const double *w_ih,
+                          gemm_f64 gemm, double *zx, const double *wf, const double *bf,
+                          double *hbuf, double *cbuf, double *y, double *gates, double *tc,
+                          double *th, int tu, int nthreads)
+    void lstm_backward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                            const int *perm, const float *wb, const float *gates,
                            const float *tc, const float *dy, float *dh, float *dc, float *dz,
-                           int tu, int nthreads)
-    void lstm_backward_f64(int T, int B, int H, const int *bs, const ptrdiff_t *off,
+                           const float *xr, const float *hr, const float *w_ih, gemm_f32 gemm,
+                           float *dxr, float *dw_ih, float *dw_hh, float *db, int tu,
+                           int nthreads)
+    void lstm_backward_f64(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                            const int *perm, const double *wb, const double *gates,
                            const double *tc, const double *dy, double *dh, double *dc,
-                           double *dz, int tu, int nthreads)
+                           double *dz, const double *xr, const double *hr,
+                           const double *w_ih, gemm_f64 gemm, double *dxr, double *dw_ih,
+                           double *dw_hh, double *db, int tu, int nthreads)
     int FL_VBYTES
 
 
 def vector_bytes():
     """Bytes per vector of the kernels: unit blocks hold vector_bytes() // itemsize units."""
     return FL_VBYTES
-
-
-cdef inline void gemm(char ta, char tb, int m, int n, int k, floating *a, int lda,
-                      floating *b, int ldb, floating beta, floating *c, int ldc) noexcept nogil:
-    """Row-major C[m,n] = op(A)[m,k] op(B)[k,n] + beta C, as column-major C^T = op(B)^T op(A)^T."""
-    cdef floating one = 1
-    if floating is float:
-        sgemm(&tb, &ta, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
-    else:
-        dgemm(&tb, &ta, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
 
 
 cdef inline void gather_rows(floating *dst, const floating *src, int T, int B, int F,
@@ -138,7 +139,6 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] w_ih, floating[::1] wf,
         if perm_p != NULL:
             gather_rows(&xp[0, 0], src, T, B, I, bs_p, off_p, perm_p)
             src = &xp[0, 0]
-        gemm(c'N', c'T', <int>M, G, I, src, I, &w_ih[0, 0], I, <floating>0, &zx[0, 0], G)
         for r in range(B):  # the state in sorted row order
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&hbuf[0, r, 0], &h0[o, 0], H * sizeof(floating))
@@ -147,13 +147,13 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] w_ih, floating[::1] wf,
             memcpy(th_p, &h0[0, 0], <size_t>B * H * sizeof(floating))
             memcpy(tc_p, &c0[0, 0], <size_t>B * H * sizeof(floating))
         if floating is float:
-            lstm_forward_f32(T, B, H, bs_p, off_p, perm_p, &zx[0, 0], &wf[0], &bf[0],
-                             &hbuf[0, 0, 0], &cbuf[0, 0], &y[0, 0, 0], gates_p, tc_p, th_p,
-                             tu, nthreads)
+            lstm_forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, &w_ih[0, 0], sgemm,
+                             &zx[0, 0], &wf[0], &bf[0], &hbuf[0, 0, 0], &cbuf[0, 0],
+                             &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
         else:
-            lstm_forward_f64(T, B, H, bs_p, off_p, perm_p, &zx[0, 0], &wf[0], &bf[0],
-                             &hbuf[0, 0, 0], &cbuf[0, 0], &y[0, 0, 0], gates_p, tc_p, th_p,
-                             tu, nthreads)
+            lstm_forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, &w_ih[0, 0], dgemm,
+                             &zx[0, 0], &wf[0], &bf[0], &hbuf[0, 0, 0], &cbuf[0, 0],
+                             &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
         for r in range(B):  # a row's last h is in the buffer its last step wrote
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&h_n[o, 0], &hbuf[(steps[r] if perm_p != NULL else T) & 1, r, 0],
@@ -167,12 +167,11 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
              Sequences seq, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
              floating[:, ::1] dw_hh, floating[::1] db, floating[:, ::1] dh0,
              floating[:, ::1] dc0, floating[:, ::1] dz, floating[:, ::1] xp,
-             floating[:, ::1] hp, floating[:, ::1] dh, floating[:, ::1] dc, int tu,
-             int nthreads):
-    """One layer backward. xp [M, I], hp [M, H]: scratch for lengths (None without)."""
+             floating[:, ::1] hp, floating[:, ::1] dxp, floating[:, ::1] dh,
+             floating[:, ::1] dc, int tu, int nthreads):
+    """One layer backward. xp, dxp [M, I] and hp [M, H]: scratch for lengths (else None)."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh_n.shape[1], G = 4 * H
-    cdef int r, o, j
-    cdef Py_ssize_t m
+    cdef int r, o
     cdef int[::1] perm, bs
     cdef ptrdiff_t[::1] off
     cdef int *bs_p = NULL
@@ -181,7 +180,7 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
     cdef Py_ssize_t M = <Py_ssize_t>T * B
     cdef floating *xs = &x[0, 0, 0]
     cdef floating *hs = &th[0, 0, 0]  # h_{t-1} for every step: th[0:T]
-    cdef floating *dzr
+    cdef floating *dxs = &dx[0, 0, 0]
     cdef Py_ssize_t vl = FL_VBYTES // sizeof(floating), nub = (H + vl - 1) // vl
     if seq is not None:
         if seq.perm.shape[0] != B or seq.bs.shape[0] != T:
@@ -189,8 +188,9 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
         perm, bs, off, M = seq.perm, seq.bs, seq.off, seq.M
         perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
         if (xp is None or xp.shape[0] != M or xp.shape[1] != I or hp is None
-                or hp.shape[0] != M or hp.shape[1] != H):
-            raise ValueError("lstm_cpu.backward: xp (M, I) and hp (M, H) scratch needed")
+                or hp.shape[0] != M or hp.shape[1] != H or dxp is None
+                or dxp.shape[0] != M or dxp.shape[1] != I):
+            raise ValueError("lstm_cpu.backward: xp, dxp (M, I), hp (M, H) scratch needed")
     if (gates.shape[0] != T or gates.shape[1] != B or gates.shape[2] != G
             or tc.shape[0] != T + 1 or tc.shape[1] != B or tc.shape[2] != H
             or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H
@@ -209,33 +209,23 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&dh[r, 0], &dh_n[o, 0], H * sizeof(floating))
             memcpy(&dc[r, 0], &dc_n[o, 0], H * sizeof(floating))
+        if perm_p != NULL:  # x and h_{t-1} of the real rows, packed; dx comes back in dxp
+            gather_rows(&xp[0, 0], xs, T, B, I, bs_p, off_p, perm_p)
+            gather_rows(&hp[0, 0], hs, T, B, H, bs_p, off_p, perm_p)
+            xs, hs, dxs = &xp[0, 0], &hp[0, 0], &dxp[0, 0]
         if floating is float:
-            lstm_backward_f32(T, B, H, bs_p, off_p, perm_p, &wb[0], &gates[0, 0, 0],
+            lstm_backward_f32(T, B, I, H, bs_p, off_p, perm_p, &wb[0], &gates[0, 0, 0],
                               &tc[0, 0, 0], &dy[0, 0, 0], &dh[0, 0], &dc[0, 0], &dz[0, 0],
-                              tu, nthreads)
+                              xs, hs, &w_ih[0, 0], sgemm, dxs, &dw_ih[0, 0], &dw_hh[0, 0],
+                              &db[0], tu, nthreads)
         else:
-            lstm_backward_f64(T, B, H, bs_p, off_p, perm_p, &wb[0], &gates[0, 0, 0],
+            lstm_backward_f64(T, B, I, H, bs_p, off_p, perm_p, &wb[0], &gates[0, 0, 0],
                               &tc[0, 0, 0], &dy[0, 0, 0], &dh[0, 0], &dc[0, 0], &dz[0, 0],
-                              tu, nthreads)
+                              xs, hs, &w_ih[0, 0], dgemm, dxs, &dw_ih[0, 0], &dw_hh[0, 0],
+                              &db[0], tu, nthreads)
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&dh0[o, 0], &dh[r, 0], H * sizeof(floating))
             memcpy(&dc0[o, 0], &dc[r, 0], H * sizeof(floating))
         if perm_p != NULL:
-            gather_rows(&xp[0, 0], xs, T, B, I, bs_p, off_p, perm_p)
-            gather_rows(&hp[0, 0], hs, T, B, H, bs_p, off_p, perm_p)
-            xs, hs = &xp[0, 0], &hp[0, 0]
-        gemm(c'T', c'N', G, I, <int>M, &dz[0, 0], G, xs, I, <floating>0, &dw_ih[0, 0], I)
-        gemm(c'T', c'N', G, H, <int>M, &dz[0, 0], G, hs, H, <floating>0, &dw_hh[0, 0], H)
-        if perm_p != NULL:  # dx of the packed rows into xp (no longer needed), then scatter
-            gemm(c'N', c'N', <int>M, I, G, &dz[0, 0], G, &w_ih[0, 0], I, <floating>0,
-                 &xp[0, 0], I)
-            scatter_rows(&dx[0, 0, 0], &xp[0, 0], T, B, I, bs_p, off_p, perm_p)
-        else:
-            gemm(c'N', c'N', <int>M, I, G, &dz[0, 0], G, &w_ih[0, 0], I, <floating>0,
-                 &dx[0, 0, 0], I)
-        memset(&db[0], 0, G * sizeof(floating))
-        for m in range(M):
-            dzr = &dz[m, 0]
-            for j in range(G):
-                db[j] += dzr[j]
+            scatter_rows(&dx[0, 0, 0], &dxp[0, 0], T, B, I, bs_p, off_p, perm_p)

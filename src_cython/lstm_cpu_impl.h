@@ -58,7 +58,21 @@ FL_INLINE V SUF(vsigmoid)(V x) { return (R)1 / ((R)1 + SUF(vexp)(-x)); }
 
 FL_INLINE V SUF(vtanh)(V x) { return (R)2 / ((R)1 + SUF(vexp)(x * (R)-2)) - (R)1; }
 
-/* ---------------------------------- forward ---------------------------------- */
+/* Fortran BLAS ?gemm, as scipy.linalg.cython_blas hands it out */
+typedef void (*SUF(gemm_fn))(char *, char *, int *, int *, int *, R *, R *, int *, R *, int *,
+                             R *, R *, int *);
+
+/* Row-major C[m,n] = op(A)[m,k] op(B)[k,n] + beta C: the column-major call with the operands
+ * swapped, so nothing is copied. Called by each thread on its own slice, with the BLAS kept
+ * single-threaded: one level of parallelism at a time. */
+static inline void SUF(gemm_rm)(SUF(gemm_fn) gemm, char ta, char tb, int m, int n, int k,
+                                const R *a, int lda, const R *b, int ldb, R beta, R *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    R one = 1;
+    gemm(&tb, &ta, &n, &m, &k, &one, (R *)b, &ldb, (R *)a, &lda, &beta, c, &ldc);
+}
+
+/* this thread's part [*lo, *hi) of n items split evenly over the team */
 
 typedef struct {
     int T, B, H, tu;
@@ -148,14 +162,21 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
     }
 }
 
-static void SUF(lstm_forward)(int T, int B, int H, const int *bs, const ptrdiff_t *off,
-                              const int *perm, const R *zx, const R *wf, const R *bf, R *hbuf,
-                              R *cbuf, R *y, R *gates, R *tc, R *th, int tu, int nthreads) {
+static void SUF(lstm_forward)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+                              const int *perm, const R *xr, const R *w_ih, SUF(gemm_fn) gemm,
+                              R *zx, const R *wf, const R *bf, R *hbuf, R *cbuf, R *y, R *gates,
+                              R *tc, R *th, int tu, int nthreads) {
     const SUF(fwd_args) a = {T, B, H, tu, bs, off, perm, zx, wf, bf, hbuf, cbuf, y, gates, tc, th};
-    const int nub = (H + VL - 1) / VL;
+    const int nub = (H + VL - 1) / VL, G = 4 * H;
+    const long M = bs ? (long)off[T - 1] + bs[T - 1] : (long)T * B;
 #pragma omp parallel num_threads(nthreads)
     {
         const unsigned fp = fl_flush_denormals();
+        /* the input projection of every real (step, row) pair: zx = x W_ih^T */
+        const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
+        SUF(gemm_rm)(gemm, 'N', 'T', (int)(m1 - m0), G, I, xr + m0 * I, I, w_ih, I, 0,
+                     zx + m0 * G, G);
+#pragma omp barrier
         const fl_share s = fl_my_share(B, nub, tu);
         for (int t = 0; t < T; t++) {
             const R *hp = hbuf + (size_t)(t & 1) * B * H;
@@ -256,11 +277,14 @@ static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
     }
 }
 
-static void SUF(lstm_backward)(int T, int B, int H, const int *bs, const ptrdiff_t *off,
+static void SUF(lstm_backward)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const R *wb, const R *gates, const R *tc,
-                               const R *dy, R *dh, R *dc, R *dz, int tu, int nthreads) {
+                               const R *dy, R *dh, R *dc, R *dz, const R *xr, const R *hr,
+                               const R *w_ih, SUF(gemm_fn) gemm, R *dxr, R *dw_ih, R *dw_hh,
+                               R *db, int tu, int nthreads) {
     const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz};
-    const int nub = (H + VL - 1) / VL;
+    const int nub = (H + VL - 1) / VL, G = 4 * H;
+    const long M = bs ? (long)off[T - 1] + bs[T - 1] : (long)T * B;
 #pragma omp parallel num_threads(nthreads)
     {
         const unsigned fp = fl_flush_denormals();
@@ -272,6 +296,21 @@ static void SUF(lstm_backward)(int T, int B, int H, const int *bs, const ptrdiff
              * dz rows of step t only: no second barrier is needed */
             SUF(bwd_recurrent)(&a, t, s);
         }
+#pragma omp barrier
+        /* the weights are shared by every step: their gradients are sums over all of them */
+        const int g0 = (int)fl_split(G, 0), g1 = (int)fl_split(G, 1);
+        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, I, (int)M, dz + g0, G, xr, I, 0,
+                     dw_ih + (size_t)g0 * I, I);
+        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, H, (int)M, dz + g0, G, hr, H, 0,
+                     dw_hh + (size_t)g0 * H, H);
+        for (int g = g0; g < g1; g++) db[g] = 0;
+        for (long m = 0; m < M; m++) {
+            const R *row = dz + m * G;
+            for (int g = g0; g < g1; g++) db[g] += row[g];
+        }
+        const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
+        SUF(gemm_rm)(gemm, 'N', 'N', (int)(m1 - m0), I, G, dz + m0 * G, G, w_ih, I, 0,
+                     dxr + m0 * I, I);
         fl_restore_fp(fp);
     }
 }

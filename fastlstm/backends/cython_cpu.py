@@ -10,6 +10,7 @@ the work split:
 """
 import numpy as np
 
+from .._blas import pin_scipy_blas
 from .._cy import load_extension
 from ..threads import get_num_threads
 
@@ -18,6 +19,7 @@ _k = load_extension("lstm_cpu")
 if _k is None:  # the registry only imports this module when the extension exists
     raise ImportError("fastlstm._cy.lstm_cpu is not built")
 VECTOR_BYTES = _k.vector_bytes()
+_blas_guard = pin_scipy_blas()
 INT32_MAX = 2 ** 31 - 1
 
 # Tests set this to "units" or "batch" to run one path whatever the shape.
@@ -97,9 +99,10 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape, packed=N
     xp = None if seq is None else np.empty((M, I), dt)
     nthreads, tu = plan(B, H, packed.nub)
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
-    _k.forward(x, w_ih, packed.wf, packed.bf, h0, c0, seq, y, h_n, c_n, gates, tc, th,
-               np.empty((M, 4 * H), dt), xp, np.empty((2, B, H), dt), np.empty((B, H), dt),
-               tu, nthreads)
+    with _blas_guard:
+        _k.forward(x, w_ih, packed.wf, packed.bf, h0, c0, seq, y, h_n, c_n, gates, tc, th,
+                   np.empty((M, 4 * H), dt), xp, np.empty((2, B, H), dt),
+                   np.empty((B, H), dt), tu, nthreads)
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_hh, db, dh0,
@@ -112,10 +115,11 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_h
     seq = None if lengths is None else _k.Sequences(lengths, T)
     M = T * B if seq is None else seq.M
     dt = x.dtype
-    xp = hp = None
+    xp = hp = dxp = None
     if seq is not None:
-        xp, hp = np.empty((M, I), dt), np.empty((M, H), dt)
+        xp, hp, dxp = np.empty((M, I), dt), np.empty((M, H), dt), np.empty((M, I), dt)
     nthreads, tu = plan(B, H, packed.nub)
-    _k.backward(tape.gates, tape.c, tape.h, x, w_ih, packed.wb, dy, dh_n, dc_n, seq, dx,
-                dw_ih, dw_hh, db, dh0, dc0, np.empty((M, 4 * H), dt), xp, hp,
-                np.empty((B, H), dt), np.empty((B, H), dt), tu, nthreads)
+    with _blas_guard:
+        _k.backward(tape.gates, tape.c, tape.h, x, w_ih, packed.wb, dy, dh_n, dc_n, seq, dx,
+                    dw_ih, dw_hh, db, dh0, dc0, np.empty((M, 4 * H), dt), xp, hp, dxp,
+                    np.empty((B, H), dt), np.empty((B, H), dt), tu, nthreads)
