@@ -40,25 +40,18 @@ class _CallGuard:
             c.set_num_threads(n)
 
 
-class _NoGuard:
-    def __enter__(self):
-        pass
-
-    def __exit__(self, *exc):
-        pass
-
-
 def pin_scipy_blas():
-    """Pin scipy's own BLAS to one thread; returns the guard each kernel call must use."""
+    """Pin scipy's own BLAS to one thread. Returns None, or, where scipy shares its BLAS,
+    the guard every kernel call must run under."""
     try:
         controllers = _blas_controllers()
         dirs = _scipy_dirs()
     except ImportError:  # no threadpoolctl: nothing can be controlled
-        return _NoGuard()
+        return None
     own = [c for c in controllers if os.path.realpath(c.filepath).startswith(dirs)]
     if own:
         for c in own:
             c.set_num_threads(1)
             PINNED.add(c.filepath)
-        return _NoGuard()
+        return None
     return _CallGuard(controllers)

@@ -52,6 +52,8 @@ def seed_value(value):
 
 def float_array(value, name, dtype):
     """value as an ndarray of `dtype`; ints and other floats convert, anything else is a TypeError."""
+    if type(value) is np.ndarray and value.dtype == dtype:  # the common case, kept cheap
+        return value
     return to_numpy(value, name).astype(dtype, copy=False)
 
 
@@ -78,13 +80,18 @@ def state_pair(hx, LD, B, H, dtype, unbatched):
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         raise TypeError("hx must be a tuple (h0, c0) of two arrays, "
                         f"got {type(hx).__name__}")
+    h0, c0 = hx
     want = (LD, H) if unbatched else (LD, B, H)
+    if (type(h0) is np.ndarray and type(c0) is np.ndarray and h0.dtype == dtype
+            and c0.dtype == dtype and h0.shape == want and c0.shape == want
+            and not unbatched and h0.flags.c_contiguous and c0.flags.c_contiguous):
+        return h0, c0  # the state handed back by the previous call: nothing to do
     out = []
-    for name, v in zip(("h0", "c0"), hx):
-        arr = float_array(v, f"hx[{len(out)}] ({name})", dtype)
+    for i, v in enumerate(hx):
+        what = f"hx[{i}] ({('h0', 'c0')[i]})"
+        arr = float_array(v, what, dtype)
         if arr.shape != want:
-            raise ValueError(f"hx[{len(out)}] ({name}) must have shape {want} "
-                             f"(num_layers*num_directions, {'' if unbatched else 'batch, '}"
-                             f"hidden_size), got {arr.shape}")
+            raise ValueError(f"{what} must have shape {want} (num_layers*num_directions, "
+                             f"{'' if unbatched else 'batch, '}hidden_size), got {arr.shape}")
         out.append(np.ascontiguousarray(arr.reshape(LD, B, H)))
     return out[0], out[1]

@@ -22,8 +22,12 @@ def default_num_threads():
 
 
 def get_num_threads():
-    """The thread count kernels use: the last set_num_threads(n), else every usable core."""
-    return _num_threads or default_num_threads()
+    """The thread count kernels use: the last set_num_threads(n), else every usable core
+    (asked once: it is read on every kernel call)."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = default_num_threads()
+    return _num_threads
 
 
 def set_num_threads(n):

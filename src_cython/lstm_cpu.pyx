@@ -7,7 +7,9 @@
 # (torch's PackedSequence layout): M = sum(lengths) rows, and padding costs nothing.
 # Every GEMM is row-major through scipy's BLAS, operands swapped, so nothing is copied, and
 # runs inside the kernels' own OpenMP region, each thread on its slice (BLAS single-threaded).
-# The adapter (fastlstm/backends/cython_cpu.py) allocates every buffer; nothing here does.
+# The adapter (fastlstm/backends/cython_cpu.py) packs the weights and owns the scratch
+# (Workspace); the C kernels allocate nothing. A one-step call (T = 1, the streamed case)
+# skips the GEMM and folds x_t W_ih^T into the step's register block instead.
 from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -25,14 +27,14 @@ cdef extern from "lstm_cpu.h" nogil:
                               double *, int *, double *, double *, int *)
     void lstm_forward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                           const int *perm, const float *xr, const float *w_ih, gemm_f32 gemm,
-                          float *zx, const float *wf, const float *bf, float *hbuf,
-                          float *cbuf, float *y, float *gates, float *tc, float *th, int tu,
-                          int nthreads)
+                          const float *wfi, float *zx, const float *wf, const float *bf,
+                          float *hbuf, float *cbuf, float *y, float *gates, float *tc,
+                          float *th, int tu, int nthreads)
     void lstm_forward_f64(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                           const int *perm, const double *xr, const double *w_ih,
-                          gemm_f64 gemm, double *zx, const double *wf, const double *bf,
-                          double *hbuf, double *cbuf, double *y, double *gates, double *tc,
-                          double *th, int tu, int nthreads)
+                          gemm_f64 gemm, const double *wfi, double *zx, const double *wf,
+                          const double *bf, double *hbuf, double *cbuf, double *y,
+                          double *gates, double *tc, double *th, int tu, int nthreads)
     void lstm_backward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                            const int *perm, const float *wb, const float *gates,
                            const float *tc, const float *dy, float *dh, float *dc, float *dz,
@@ -74,6 +76,15 @@ cdef inline void scatter_rows(floating *dst, const floating *src, int T, int B, 
                    F * sizeof(floating))
 
 
+cdef void *_data(arr, Py_ssize_t n, itemsize, what) except NULL:
+    """Address of a C-contiguous array of n items of `itemsize` bytes, checked."""
+    if (arr is None or not arr.flags.c_contiguous or arr.size != n
+            or arr.dtype.itemsize != itemsize):
+        raise ValueError(f"lstm_cpu: {what} must be a C-contiguous array of {n} items of "
+                         f"{itemsize} bytes")
+    return <void *><size_t>arr.ctypes.data
+
+
 cdef class Sequences:
     """Packed-sequence bookkeeping of one lengths vector (intp[B], values in 1..T).
 
@@ -94,14 +105,99 @@ cdef class Sequences:
         self.M = int(self.bs.sum())
 
 
-def forward(floating[:, :, ::1] x, floating[:, ::1] w_ih, floating[::1] wf,
-            floating[::1] bf, floating[:, ::1] h0, floating[:, ::1] c0, Sequences seq,
+cdef class PackedWeights:
+    """One layer-direction's weights in the kernels' layouts (see lstm_cpu.h).
+
+    w_ih [G, I] as it is; wf [NUB][H][4][VL] and bf [NUB][4][VL] for the forward step;
+    wfi [NUB][I][4][VL] (W_ih like wf, for one-step calls) and wb [NUB][G][VL] (for
+    backward) are added when first needed. Sizes are checked here, once.
+    """
+    cdef readonly object w_ih, wf, bf, wfi, wb
+    cdef readonly int n_in, H, nub, itemsize
+    cdef void *p_w_ih
+    cdef void *p_wf
+    cdef void *p_bf
+    cdef void *p_wfi
+    cdef void *p_wb
+
+    def __init__(self, w_ih, wf, bf, int H):
+        self.itemsize = w_ih.dtype.itemsize
+        cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
+        self.H, self.n_in = H, w_ih.shape[1]
+        self.nub = (H + vl - 1) // vl
+        self.p_w_ih = _data(w_ih, 4 * H * self.n_in, self.itemsize, "w_ih")
+        self.p_wf = _data(wf, self.nub * H * 4 * vl, self.itemsize, "wf")
+        self.p_bf = _data(bf, self.nub * 4 * vl, self.itemsize, "bf")
+        self.w_ih, self.wf, self.bf = w_ih, wf, bf
+
+    def set_wfi(self, wfi):
+        cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
+        self.p_wfi = _data(wfi, self.nub * self.n_in * 4 * vl, self.itemsize, "wfi")
+        self.wfi = wfi
+
+    def set_wb(self, wb):
+        cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
+        self.p_wb = _data(wb, self.nub * 4 * self.H * vl, self.itemsize, "wb")
+        self.wb = wb
+
+
+cdef class Workspace:
+    """Scratch for one call shape (dtype, T, B, I, H, M), reused across calls.
+
+    zx [M][G] holds x W_ih^T in forward and dz in backward; hbuf [2][B][H] the previous
+    and current h (backward: dh in hbuf[0]); cbuf [B][H] c (backward: dc); with lengths,
+    xp and dxp [M][I] and hp [M][H] hold packed rows.
+    """
+    cdef readonly object arrays
+    cdef readonly int T, B, n_in, H, itemsize
+    cdef readonly Py_ssize_t M
+    cdef void *zx
+    cdef void *hbuf
+    cdef void *cbuf
+    cdef void *xp
+    cdef void *dxp
+    cdef void *hp
+
+    def __init__(self, dtype, int T, int B, int I, int H, Py_ssize_t M, bint packed_rows):
+        dtype = np.dtype(dtype)
+        self.T, self.B, self.n_in, self.H, self.M = T, B, I, H, M
+        self.itemsize = dtype.itemsize
+        a = {"zx": np.empty((M, 4 * H), dtype), "hbuf": np.empty((2, B, H), dtype),
+             "cbuf": np.empty((B, H), dtype)}
+        if packed_rows:
+            a.update(xp=np.empty((M, I), dtype), dxp=np.empty((M, I), dtype),
+                     hp=np.empty((M, H), dtype))
+        self.arrays = a
+        self.zx = <void *><size_t>a["zx"].ctypes.data
+        self.hbuf = <void *><size_t>a["hbuf"].ctypes.data
+        self.cbuf = <void *><size_t>a["cbuf"].ctypes.data
+        if packed_rows:
+            self.xp = <void *><size_t>a["xp"].ctypes.data
+            self.dxp = <void *><size_t>a["dxp"].ctypes.data
+            self.hp = <void *><size_t>a["hp"].ctypes.data
+
+
+cdef int _check_call(PackedWeights pw, Workspace ws, Sequences seq, int T, int B, int I,
+                     int H, Py_ssize_t itemsize) except -1:
+    """The weights, the workspace and the lengths bookkeeping were made for this call."""
+    cdef Py_ssize_t M = <Py_ssize_t>T * B if seq is None else seq.M
+    if pw.itemsize != itemsize or pw.n_in != I or pw.H != H:
+        raise ValueError(f"lstm_cpu: packed weights are for I={pw.n_in}, H={pw.H}, "
+                         f"{pw.itemsize}-byte floats; the call has I={I}, H={H}, {itemsize}")
+    if (ws.itemsize != itemsize or ws.T != T or ws.B != B or ws.n_in != I or ws.H != H
+            or ws.M != M or (seq is not None and ws.xp == NULL)):
+        raise ValueError("lstm_cpu: the workspace was made for another call shape")
+    if seq is not None and (seq.perm.shape[0] != B or seq.bs.shape[0] != T):
+        raise ValueError("lstm_cpu: the lengths bookkeeping was made for another T or B")
+    return 0
+
+
+def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Sequences seq,
             floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
             floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
-            floating[:, ::1] zx, floating[:, ::1] xp, floating[:, :, ::1] hbuf,
-            floating[:, ::1] cbuf, int tu, int nthreads):
-    """One layer forward. gates/tc/th: the tape or None; xp: [M, I] scratch (lengths only)."""
-    cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h0.shape[1], G = 4 * H
+            PackedWeights pw, Workspace ws, bint fuse_input, int tu, int nthreads):
+    """One layer forward. gates/tc/th: the tape, or None in inference."""
+    cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h0.shape[1]
     cdef int r, o
     cdef int[::1] perm, bs, steps
     cdef ptrdiff_t[::1] off
@@ -109,67 +205,63 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] w_ih, floating[::1] wf,
     cdef int *perm_p = NULL
     cdef ptrdiff_t *off_p = NULL
     cdef floating *src = &x[0, 0, 0]
-    cdef Py_ssize_t M = <Py_ssize_t>T * B
     cdef floating *gates_p = NULL
     cdef floating *tc_p = NULL
     cdef floating *th_p = NULL
-    cdef Py_ssize_t vl = FL_VBYTES // sizeof(floating), nub = (H + vl - 1) // vl
-    if seq is not None:
-        if seq.perm.shape[0] != B or seq.bs.shape[0] != T:
-            raise ValueError("lstm_cpu.forward: seq was built for another T or B")
-        perm, bs, off, steps, M = seq.perm, seq.bs, seq.off, seq.steps, seq.M
-        perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
-        if xp is None or xp.shape[0] != M or xp.shape[1] != I:
-            raise ValueError("lstm_cpu.forward: xp must be (M, I) scratch with lengths")
-    if (w_ih.shape[0] != G or w_ih.shape[1] != I or wf.shape[0] != nub * H * 4 * vl
-            or bf.shape[0] != nub * 4 * vl or h0.shape[0] != B or c0.shape[0] != B
-            or c0.shape[1] != H or y.shape[0] != T or y.shape[1] != B or y.shape[2] != H
-            or h_n.shape[0] != B or h_n.shape[1] != H or c_n.shape[0] != B or c_n.shape[1] != H
-            or zx.shape[0] != M or zx.shape[1] != G or hbuf.shape[0] != 2
-            or hbuf.shape[1] != B or hbuf.shape[2] != H or cbuf.shape[0] != B
-            or cbuf.shape[1] != H):
+    cdef floating *wfi = NULL
+    cdef floating *hbuf = <floating *>ws.hbuf
+    cdef floating *cbuf = <floating *>ws.cbuf
+    _check_call(pw, ws, seq, T, B, I, H, sizeof(floating))
+    if (h0.shape[0] != B or c0.shape[0] != B or c0.shape[1] != H or y.shape[0] != T
+            or y.shape[1] != B or y.shape[2] != H or h_n.shape[0] != B or h_n.shape[1] != H
+            or c_n.shape[0] != B or c_n.shape[1] != H):
         raise ValueError("lstm_cpu.forward: buffer shapes do not match x (T, B, I), h0 (B, H)")
     if gates is not None:
-        if (gates.shape[0] != T or gates.shape[1] != B or gates.shape[2] != G
+        if (gates.shape[0] != T or gates.shape[1] != B or gates.shape[2] != 4 * H
                 or tc is None or tc.shape[0] != T + 1 or tc.shape[1] != B or tc.shape[2] != H
                 or th is None or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H):
             raise ValueError("lstm_cpu.forward: tape shapes do not match x and h0")
         gates_p, tc_p, th_p = &gates[0, 0, 0], &tc[0, 0, 0], &th[0, 0, 0]
+    if fuse_input:
+        if T != 1 or pw.p_wfi == NULL:
+            raise ValueError("lstm_cpu.forward: fuse_input needs T == 1 and set_wfi()")
+        wfi = <floating *>pw.p_wfi
+    if seq is not None:
+        perm, bs, off, steps = seq.perm, seq.bs, seq.off, seq.steps
+        perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
     with nogil:
         if perm_p != NULL:
-            gather_rows(&xp[0, 0], src, T, B, I, bs_p, off_p, perm_p)
-            src = &xp[0, 0]
+            gather_rows(<floating *>ws.xp, src, T, B, I, bs_p, off_p, perm_p)
+            src = <floating *>ws.xp
         for r in range(B):  # the state in sorted row order
             o = perm_p[r] if perm_p != NULL else r
-            memcpy(&hbuf[0, r, 0], &h0[o, 0], H * sizeof(floating))
-            memcpy(&cbuf[r, 0], &c0[o, 0], H * sizeof(floating))
+            memcpy(hbuf + r * H, &h0[o, 0], H * sizeof(floating))
+            memcpy(cbuf + r * H, &c0[o, 0], H * sizeof(floating))
         if gates_p != NULL:
             memcpy(th_p, &h0[0, 0], <size_t>B * H * sizeof(floating))
             memcpy(tc_p, &c0[0, 0], <size_t>B * H * sizeof(floating))
         if floating is float:
-            lstm_forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, &w_ih[0, 0], sgemm,
-                             &zx[0, 0], &wf[0], &bf[0], &hbuf[0, 0, 0], &cbuf[0, 0],
-                             &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
+            lstm_forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, <float *>pw.p_w_ih, sgemm,
+                             wfi, <float *>ws.zx, <float *>pw.p_wf, <float *>pw.p_bf,
+                             hbuf, cbuf, &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
         else:
-            lstm_forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, &w_ih[0, 0], dgemm,
-                             &zx[0, 0], &wf[0], &bf[0], &hbuf[0, 0, 0], &cbuf[0, 0],
-                             &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
+            lstm_forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, <double *>pw.p_w_ih, dgemm,
+                             wfi, <double *>ws.zx, <double *>pw.p_wf, <double *>pw.p_bf,
+                             hbuf, cbuf, &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
         for r in range(B):  # a row's last h is in the buffer its last step wrote
             o = perm_p[r] if perm_p != NULL else r
-            memcpy(&h_n[o, 0], &hbuf[(steps[r] if perm_p != NULL else T) & 1, r, 0],
+            memcpy(&h_n[o, 0], hbuf + ((steps[r] if perm_p != NULL else T) & 1) * B * H + r * H,
                    H * sizeof(floating))
-            memcpy(&c_n[o, 0], &cbuf[r, 0], H * sizeof(floating))
+            memcpy(&c_n[o, 0], cbuf + r * H, H * sizeof(floating))
 
 
 def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
-             floating[:, :, ::1] x, floating[:, ::1] w_ih, floating[::1] wb,
-             floating[:, :, ::1] dy, floating[:, ::1] dh_n, floating[:, ::1] dc_n,
-             Sequences seq, floating[:, :, ::1] dx, floating[:, ::1] dw_ih,
-             floating[:, ::1] dw_hh, floating[::1] db, floating[:, ::1] dh0,
-             floating[:, ::1] dc0, floating[:, ::1] dz, floating[:, ::1] xp,
-             floating[:, ::1] hp, floating[:, ::1] dxp, floating[:, ::1] dh,
-             floating[:, ::1] dc, int tu, int nthreads):
-    """One layer backward. xp, dxp [M, I] and hp [M, H]: scratch for lengths (else None)."""
+             floating[:, :, ::1] x, floating[:, :, ::1] dy, floating[:, ::1] dh_n,
+             floating[:, ::1] dc_n, Sequences seq, floating[:, :, ::1] dx,
+             floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
+             floating[:, ::1] dh0, floating[:, ::1] dc0, PackedWeights pw, Workspace ws,
+             int tu, int nthreads):
+    """One layer backward, from the forward's tape."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh_n.shape[1], G = 4 * H
     cdef int r, o
     cdef int[::1] perm, bs
@@ -177,55 +269,49 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
     cdef int *bs_p = NULL
     cdef int *perm_p = NULL
     cdef ptrdiff_t *off_p = NULL
-    cdef Py_ssize_t M = <Py_ssize_t>T * B
     cdef floating *xs = &x[0, 0, 0]
     cdef floating *hs = &th[0, 0, 0]  # h_{t-1} for every step: th[0:T]
     cdef floating *dxs = &dx[0, 0, 0]
-    cdef Py_ssize_t vl = FL_VBYTES // sizeof(floating), nub = (H + vl - 1) // vl
-    if seq is not None:
-        if seq.perm.shape[0] != B or seq.bs.shape[0] != T:
-            raise ValueError("lstm_cpu.backward: seq was built for another T or B")
-        perm, bs, off, M = seq.perm, seq.bs, seq.off, seq.M
-        perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
-        if (xp is None or xp.shape[0] != M or xp.shape[1] != I or hp is None
-                or hp.shape[0] != M or hp.shape[1] != H or dxp is None
-                or dxp.shape[0] != M or dxp.shape[1] != I):
-            raise ValueError("lstm_cpu.backward: xp, dxp (M, I), hp (M, H) scratch needed")
+    cdef floating *dh = <floating *>ws.hbuf
+    cdef floating *dc = <floating *>ws.cbuf
+    _check_call(pw, ws, seq, T, B, I, H, sizeof(floating))
+    if pw.p_wb == NULL:
+        raise ValueError("lstm_cpu.backward: the packed weights need set_wb()")
     if (gates.shape[0] != T or gates.shape[1] != B or gates.shape[2] != G
             or tc.shape[0] != T + 1 or tc.shape[1] != B or tc.shape[2] != H
             or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H
-            or w_ih.shape[0] != G or w_ih.shape[1] != I or wb.shape[0] != nub * G * vl
             or dy.shape[0] != T or dy.shape[1] != B or dy.shape[2] != H
             or dh_n.shape[0] != B or dc_n.shape[0] != B or dc_n.shape[1] != H
             or dx.shape[0] != T or dx.shape[1] != B or dx.shape[2] != I
             or dw_ih.shape[0] != G or dw_ih.shape[1] != I or dw_hh.shape[0] != G
             or dw_hh.shape[1] != H or db.shape[0] != G or dh0.shape[0] != B
-            or dh0.shape[1] != H or dc0.shape[0] != B or dc0.shape[1] != H
-            or dz.shape[0] != M or dz.shape[1] != G or dh.shape[0] != B or dh.shape[1] != H
-            or dc.shape[0] != B or dc.shape[1] != H):
+            or dh0.shape[1] != H or dc0.shape[0] != B or dc0.shape[1] != H):
         raise ValueError("lstm_cpu.backward: buffer shapes do not match x (T, B, I), dh_n (B, H)")
+    if seq is not None:
+        perm, bs, off = seq.perm, seq.bs, seq.off
+        perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
     with nogil:
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r
-            memcpy(&dh[r, 0], &dh_n[o, 0], H * sizeof(floating))
-            memcpy(&dc[r, 0], &dc_n[o, 0], H * sizeof(floating))
+            memcpy(dh + r * H, &dh_n[o, 0], H * sizeof(floating))
+            memcpy(dc + r * H, &dc_n[o, 0], H * sizeof(floating))
         if perm_p != NULL:  # x and h_{t-1} of the real rows, packed; dx comes back in dxp
-            gather_rows(&xp[0, 0], xs, T, B, I, bs_p, off_p, perm_p)
-            gather_rows(&hp[0, 0], hs, T, B, H, bs_p, off_p, perm_p)
-            xs, hs, dxs = &xp[0, 0], &hp[0, 0], &dxp[0, 0]
+            gather_rows(<floating *>ws.xp, xs, T, B, I, bs_p, off_p, perm_p)
+            gather_rows(<floating *>ws.hp, hs, T, B, H, bs_p, off_p, perm_p)
+            xs, hs, dxs = <floating *>ws.xp, <floating *>ws.hp, <floating *>ws.dxp
         if floating is float:
-            lstm_backward_f32(T, B, I, H, bs_p, off_p, perm_p, &wb[0], &gates[0, 0, 0],
-                              &tc[0, 0, 0], &dy[0, 0, 0], &dh[0, 0], &dc[0, 0], &dz[0, 0],
-                              xs, hs, &w_ih[0, 0], sgemm, dxs, &dw_ih[0, 0], &dw_hh[0, 0],
-                              &db[0], tu, nthreads)
+            lstm_backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
+                              &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
+                              <float *>ws.zx, xs, hs, <float *>pw.p_w_ih, sgemm, dxs,
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
         else:
-            lstm_backward_f64(T, B, I, H, bs_p, off_p, perm_p, &wb[0], &gates[0, 0, 0],
-                              &tc[0, 0, 0], &dy[0, 0, 0], &dh[0, 0], &dc[0, 0], &dz[0, 0],
-                              xs, hs, &w_ih[0, 0], dgemm, dxs, &dw_ih[0, 0], &dw_hh[0, 0],
-                              &db[0], tu, nthreads)
+            lstm_backward_f64(T, B, I, H, bs_p, off_p, perm_p, <double *>pw.p_wb,
+                              &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
+                              <double *>ws.zx, xs, hs, <double *>pw.p_w_ih, dgemm, dxs,
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r
-            memcpy(&dh0[o, 0], &dh[r, 0], H * sizeof(floating))
-            memcpy(&dc0[o, 0], &dc[r, 0], H * sizeof(floating))
+            memcpy(&dh0[o, 0], dh + r * H, H * sizeof(floating))
+            memcpy(&dc0[o, 0], dc + r * H, H * sizeof(floating))
         if perm_p != NULL:
-            scatter_rows(&dx[0, 0, 0], &dxp[0, 0], T, B, I, bs_p, off_p, perm_p)
+            scatter_rows(&dx[0, 0, 0], <floating *>ws.dxp, T, B, I, bs_p, off_p, perm_p)

@@ -75,7 +75,9 @@ static inline void SUF(gemm_rm)(SUF(gemm_fn) gemm, char ta, char tb, int m, int 
 /* this thread's part [*lo, *hi) of n items split evenly over the team */
 
 typedef struct {
-    int T, B, H, tu;
+    int T, B, H, tu, NI;
+    const R *xr;          /* [M][NI] x rows in packed order (read when wfi is set) */
+    const R *wfi;         /* packed W_ih like wf, or NULL: x W_ih^T is precomputed in zx */
     const int *bs;        /* [T] active rows at each step, or NULL: all B */
     const ptrdiff_t *off; /* [T] packed row of step t's first row, or NULL: t*B */
     const int *perm;      /* [B] sorted row -> batch row, or NULL: identity */
@@ -97,6 +99,22 @@ FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB
     V acc[FL_MAX_ROWS][4];
     for (int m = 0; m < MB; m++)
         for (int g = 0; g < 4; g++) acc[m][g] = SUF(vset1)(0);
+    if (a->wfi) { /* one-step call: x_t W_ih^T in the same register block, no GEMM */
+        const int NI = a->NI;
+        const R *wi = a->wfi + (size_t)ub * NI * 4 * VL;
+        for (int k = 0; k < NI; k++) {
+            const R *wk = wi + (size_t)k * 4 * VL;
+            const V w0 = SUF(vload)(wk), w1 = SUF(vload)(wk + VL);
+            const V w2 = SUF(vload)(wk + 2 * VL), w3 = SUF(vload)(wk + 3 * VL);
+            for (int m = 0; m < MB; m++) {
+                const V xb = SUF(vset1)(a->xr[(size_t)(off + r + m) * NI + k]);
+                acc[m][0] += xb * w0;
+                acc[m][1] += xb * w1;
+                acc[m][2] += xb * w2;
+                acc[m][3] += xb * w3;
+            }
+        }
+    }
     for (int k = 0; k < H; k++) {
         const R *wk = w + (size_t)k * 4 * VL;
         const V w0 = SUF(vload)(wk), w1 = SUF(vload)(wk + VL);
@@ -114,11 +132,17 @@ FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB
     for (int m = 0; m < MB; m++) {
         const int row = r + m, orig = a->perm ? a->perm[row] : row;
         FL_CHECK(orig >= 0 && orig < B && off + row < (ptrdiff_t)a->T * B);
-        const R *z = a->zx + (size_t)(off + row) * G + u0;
-        const V i = SUF(vsigmoid)(acc[m][0] + SUF(vload_n)(z, nu) + SUF(vload)(bb));
-        const V f = SUF(vsigmoid)(acc[m][1] + SUF(vload_n)(z + H, nu) + SUF(vload)(bb + VL));
-        const V g = SUF(vtanh)(acc[m][2] + SUF(vload_n)(z + 2 * H, nu) + SUF(vload)(bb + 2 * VL));
-        const V o = SUF(vsigmoid)(acc[m][3] + SUF(vload_n)(z + 3 * H, nu) + SUF(vload)(bb + 3 * VL));
+        V zi = acc[m][0] + SUF(vload)(bb), zf = acc[m][1] + SUF(vload)(bb + VL);
+        V zg = acc[m][2] + SUF(vload)(bb + 2 * VL), zo = acc[m][3] + SUF(vload)(bb + 3 * VL);
+        if (!a->wfi) {
+            const R *z = a->zx + (size_t)(off + row) * G + u0;
+            zi += SUF(vload_n)(z, nu);
+            zf += SUF(vload_n)(z + H, nu);
+            zg += SUF(vload_n)(z + 2 * H, nu);
+            zo += SUF(vload_n)(z + 3 * H, nu);
+        }
+        const V i = SUF(vsigmoid)(zi), f = SUF(vsigmoid)(zf), g = SUF(vtanh)(zg);
+        const V o = SUF(vsigmoid)(zo);
         R *cp = a->cbuf + (size_t)row * H + u0;
         const V c = f * SUF(vload_n)(cp, nu) + i * g;
         const V h = o * SUF(vtanh)(c);
@@ -162,21 +186,23 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
     }
 }
 
-static void SUF(lstm_forward)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+static void SUF(lstm_forward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                               const int *perm, const R *xr, const R *w_ih, SUF(gemm_fn) gemm,
-                              R *zx, const R *wf, const R *bf, R *hbuf, R *cbuf, R *y, R *gates,
-                              R *tc, R *th, int tu, int nthreads) {
-    const SUF(fwd_args) a = {T, B, H, tu, bs, off, perm, zx, wf, bf, hbuf, cbuf, y, gates, tc, th};
+                              const R *wfi, R *zx, const R *wf, const R *bf, R *hbuf, R *cbuf,
+                              R *y, R *gates, R *tc, R *th, int tu, int nthreads) {
+    const SUF(fwd_args) a = {T,  B,   H,  tu, NI,  xr,   wfi,  bs, off, perm,
+                             zx, wf, bf, hbuf, cbuf, y, gates, tc, th};
     const int nub = (H + VL - 1) / VL, G = 4 * H;
     const long M = bs ? (long)off[T - 1] + bs[T - 1] : (long)T * B;
 #pragma omp parallel num_threads(nthreads)
     {
         const unsigned fp = fl_flush_denormals();
-        /* the input projection of every real (step, row) pair: zx = x W_ih^T */
-        const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
-        SUF(gemm_rm)(gemm, 'N', 'T', (int)(m1 - m0), G, I, xr + m0 * I, I, w_ih, I, 0,
-                     zx + m0 * G, G);
+        if (!wfi) { /* the input projection of every real (step, row) pair: zx = x W_ih^T */
+            const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
+            SUF(gemm_rm)(gemm, 'N', 'T', (int)(m1 - m0), G, NI, xr + m0 * NI, NI, w_ih, NI, 0,
+                         zx + m0 * G, G);
 #pragma omp barrier
+        }
         const fl_share s = fl_my_share(B, nub, tu);
         for (int t = 0; t < T; t++) {
             const R *hp = hbuf + (size_t)(t & 1) * B * H;
@@ -277,7 +303,7 @@ static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
     }
 }
 
-static void SUF(lstm_backward)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const R *wb, const R *gates, const R *tc,
                                const R *dy, R *dh, R *dc, R *dz, const R *xr, const R *hr,
                                const R *w_ih, SUF(gemm_fn) gemm, R *dxr, R *dw_ih, R *dw_hh,
@@ -299,8 +325,8 @@ static void SUF(lstm_backward)(int T, int B, int I, int H, const int *bs, const 
 #pragma omp barrier
         /* the weights are shared by every step: their gradients are sums over all of them */
         const int g0 = (int)fl_split(G, 0), g1 = (int)fl_split(G, 1);
-        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, I, (int)M, dz + g0, G, xr, I, 0,
-                     dw_ih + (size_t)g0 * I, I);
+        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, NI, (int)M, dz + g0, G, xr, NI, 0,
+                     dw_ih + (size_t)g0 * NI, NI);
         SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, H, (int)M, dz + g0, G, hr, H, 0,
                      dw_hh + (size_t)g0 * H, H);
         for (int g = g0; g < g1; g++) db[g] = 0;
@@ -309,8 +335,8 @@ static void SUF(lstm_backward)(int T, int B, int I, int H, const int *bs, const 
             for (int g = g0; g < g1; g++) db[g] += row[g];
         }
         const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
-        SUF(gemm_rm)(gemm, 'N', 'N', (int)(m1 - m0), I, G, dz + m0 * G, G, w_ih, I, 0,
-                     dxr + m0 * I, I);
+        SUF(gemm_rm)(gemm, 'N', 'N', (int)(m1 - m0), NI, G, dz + m0 * G, G, w_ih, NI, 0,
+                     dxr + m0 * NI, NI);
         fl_restore_fp(fp);
     }
 }

@@ -1,13 +1,16 @@
 """The compiled backend: a thin adapter from the kernel contract to fastlstm._cy.lstm_cpu.
 
-It packs W_hh once per weights (the API caches the result through pack_weights), builds
-the packed-sequence bookkeeping for lengths, allocates the kernels' scratch, and picks
-the work split:
+It packs the weights once per weights (the API caches them through pack_weights), keeps
+the kernels' scratch per call shape and per Python thread, builds the packed-sequence
+bookkeeping for lengths, and picks the work split:
   "units"  every thread owns whole hidden units over all rows: its slice of W_hh stays in
            its own cache for the whole sequence (small batches, and any H with enough
            unit blocks to go round);
   "batch"  rows are split as well, for when there are fewer unit blocks than threads.
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from .._blas import pin_scipy_blas
@@ -19,14 +22,15 @@ _k = load_extension("lstm_cpu")
 if _k is None:  # the registry only imports this module when the extension exists
     raise ImportError("fastlstm._cy.lstm_cpu is not built")
 VECTOR_BYTES = _k.vector_bytes()
-_blas_guard = pin_scipy_blas()
+_blas_guard = pin_scipy_blas()  # None when scipy's BLAS is pinned for good
 INT32_MAX = 2 ** 31 - 1
 
 # Tests set this to "units" or "batch" to run one path whatever the shape.
 FORCE_PATH = None
-# Below this many multiply-adds per step a second thread costs more (one barrier per
-# step) than it saves.
+# Below this many multiply-adds per step and thread, a second thread costs more (one
+# barrier per step) than it saves; a one-step call needs far more to pay for waking it.
 MIN_MACS_PER_THREAD = 16384
+MIN_MACS_PER_THREAD_ONE_STEP = 1 << 20
 
 
 def _aligned(a):
@@ -39,43 +43,82 @@ def _aligned(a):
     return out
 
 
+def _unit_blocks(w, H, vl):
+    """[4H, K] gate rows -> [NUB, K, 4, VL]: per block of vl hidden units, for every k the
+    four gates' weights side by side (units past H are zero)."""
+    nub, K = -(-H // vl), w.shape[1]
+    padded = np.zeros((4, nub * vl, K), w.dtype)
+    padded[:, :H] = w.reshape(4, H, K)
+    return _aligned(padded.reshape(4, nub, vl, K).transpose(1, 3, 0, 2))
+
+
 class Packed:
-    """W_hh and b laid out for the kernels (see lstm_cpu.h), built once per weights."""
+    """A layer-direction's weights for the kernels; the pieces only some calls need
+    (one-step input weights, backward weights) are built on first use."""
 
-    def __init__(self, w_hh, b):
-        G, H = w_hh.shape
-        vl = VECTOR_BYTES // w_hh.itemsize
-        nub = -(-H // vl)
-        self.w_hh, self.vl, self.nub = w_hh, vl, nub
-        padded = np.zeros((4, nub * vl, H), w_hh.dtype)   # [gate, unit, k], units padded
-        padded[:, :H] = w_hh.reshape(4, H, H)
-        self.wf = _aligned(padded.reshape(4, nub, vl, H).transpose(1, 3, 0, 2))  # [ub][k][g][l]
-        bias = np.zeros((4, nub * vl), w_hh.dtype)
+    def __init__(self, w_ih, w_hh, b):
+        H = w_hh.shape[1]
+        self.vl = VECTOR_BYTES // w_hh.itemsize
+        self.w_hh = w_hh
+        bias = np.zeros((4, -(-H // self.vl) * self.vl), w_hh.dtype)
         bias[:, :H] = b.reshape(4, H)
-        self.bf = _aligned(bias.reshape(4, nub, vl).transpose(1, 0, 2))
-        self._wb = None
+        bf = _aligned(bias.reshape(4, -1, self.vl).transpose(1, 0, 2))
+        self.k = _k.PackedWeights(w_ih, _unit_blocks(w_hh, H, self.vl), bf, H)
 
-    @property
-    def wb(self):
-        """[ub][k][l] = W_hh[k, ub*vl + l], for backward; built on first use."""
-        if self._wb is None:
+    def for_one_step(self):
+        if self.k.wfi is None:
+            self.k.set_wfi(_unit_blocks(self.k.w_ih, self.k.H, self.vl))
+        return self.k
+
+    def for_backward(self):
+        if self.k.wb is None:  # [NUB][G][VL]: wb[u][k][l] = W_hh[k, u*VL + l]
             G, H = self.w_hh.shape
-            padded = np.zeros((G, self.nub * self.vl), self.w_hh.dtype)
+            nub = self.k.nub
+            padded = np.zeros((G, nub * self.vl), self.w_hh.dtype)
             padded[:, :H] = self.w_hh
-            self._wb = _aligned(padded.reshape(G, self.nub, self.vl).transpose(1, 0, 2))
-        return self._wb
+            self.k.set_wb(_aligned(padded.reshape(G, nub, self.vl).transpose(1, 0, 2)))
+        return self.k
 
 
 def pack_weights(w_ih, w_hh, b):
-    return Packed(w_hh, b)
+    return Packed(w_ih, w_hh, b)
 
 
-def plan(B, H, nub):
+_local = threading.local()  # scratch per Python thread: concurrent calls never share it
+
+
+def _workspace(dtype, T, B, I, H, M, packed_rows):
+    key = (dtype, T, B, I, H, M, packed_rows)
+    try:
+        cache = _local.workspaces
+    except AttributeError:
+        cache = _local.workspaces = {}
+    ws = cache.get(key)
+    if ws is None:
+        if len(cache) >= 8:  # keep the scratch of a few recent shapes, not of every one
+            cache.clear()
+        ws = cache[key] = _k.Workspace(dtype, T, B, I, H, M, packed_rows)
+    return ws
+
+
+_plans = {}
+_NO_GUARD = contextlib.nullcontext()
+
+
+def plan(T, B, H, nub):
     """(threads, unit groups) for one layer call: the path and its thread grid."""
-    nt = get_num_threads()
+    key = (T == 1, B, H, nub, get_num_threads(), FORCE_PATH)
+    found = _plans.get(key)
+    if found is None:
+        found = _plans[key] = _plan(*key)
+    return found
+
+
+def _plan(one_step, B, H, nub, nt, force):
     macs = B * 4 * H * H
-    nt = max(1, min(nt, macs // MIN_MACS_PER_THREAD))
-    path = FORCE_PATH or ("units" if nub >= nt else "batch")
+    per_thread = MIN_MACS_PER_THREAD_ONE_STEP if one_step else MIN_MACS_PER_THREAD
+    nt = max(1, min(nt, macs // per_thread))
+    path = force or ("units" if nub >= nt else "batch")
     if path == "units" or nt == 1:
         return nt, min(nt, nub)
     # at least two row groups; as many unit groups as divide the team evenly
@@ -92,17 +135,19 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape, packed=N
     H = w_hh.shape[1]
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
-    packed = packed or Packed(w_hh, b)
+    packed = packed or Packed(w_ih, w_hh, b)
     seq = None if lengths is None else _k.Sequences(lengths, T)
     M = T * B if seq is None else seq.M
-    dt = x.dtype
-    xp = None if seq is None else np.empty((M, I), dt)
-    nthreads, tu = plan(B, H, packed.nub)
+    ws = _workspace(x.dtype, T, B, I, H, M, seq is not None)
+    nthreads, tu = plan(T, B, H, packed.k.nub)
+    one_step = T == 1
+    pw = packed.for_one_step() if one_step else packed.k
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
+    if _blas_guard is None:
+        _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, pw, ws, one_step, tu, nthreads)
+        return
     with _blas_guard:
-        _k.forward(x, w_ih, packed.wf, packed.bf, h0, c0, seq, y, h_n, c_n, gates, tc, th,
-                   np.empty((M, 4 * H), dt), xp, np.empty((2, B, H), dt),
-                   np.empty((B, H), dt), tu, nthreads)
+        _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, pw, ws, one_step, tu, nthreads)
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_hh, db, dh0,
@@ -111,15 +156,11 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_h
     H = w_hh.shape[1]
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
-    packed = packed or Packed(w_hh, np.zeros(4 * H, w_hh.dtype))
+    packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
     seq = None if lengths is None else _k.Sequences(lengths, T)
     M = T * B if seq is None else seq.M
-    dt = x.dtype
-    xp = hp = dxp = None
-    if seq is not None:
-        xp, hp, dxp = np.empty((M, I), dt), np.empty((M, H), dt), np.empty((M, I), dt)
-    nthreads, tu = plan(B, H, packed.nub)
-    with _blas_guard:
-        _k.backward(tape.gates, tape.c, tape.h, x, w_ih, packed.wb, dy, dh_n, dc_n, seq, dx,
-                    dw_ih, dw_hh, db, dh0, dc0, np.empty((M, 4 * H), dt), xp, hp, dxp,
-                    np.empty((B, H), dt), np.empty((B, H), dt), tu, nthreads)
+    ws = _workspace(x.dtype, T, B, I, H, M, seq is not None)
+    nthreads, tu = plan(T, B, H, packed.k.nub)
+    with _blas_guard or _NO_GUARD:
+        _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,
+                    dh0, dc0, packed.for_backward(), ws, tu, nthreads)
