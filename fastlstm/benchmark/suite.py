@@ -1,11 +1,13 @@
 """The benchmark suite: check every implementation against the reference, then time them
 side by side (interleaved), and work out GFLOP/s, % of GEMM peak and ratios."""
+import time
+
 import numpy as np
 
 from .configs import CONFIGS
 from .peers import make_peer, peer_status
 from .runners import FastlstmRunner, make_workload
-from .timing import gemm_peak_gflops, interleaved_medians
+from .timing import BLAS_SETTLE_S, gemm_peak_gflops, interleaved_medians
 
 REFERENCE = "fastlstm[numpy]"
 
@@ -58,14 +60,25 @@ def run_suite(config_names, backends, peers, repeat, threads, progress=print, ge
                 check_close(r.label, "input gradient", r.input_grad(), dx_ref, cfg.name)
         progress(f"[{i}/{len(config_names)}] {cfg.name}: timing forward "
                  f"({repeat} interleaved runs each) ...")
-        fwd = interleaved_medians({r.label: r.forward for r in runners}, repeat)
-        progress(f"[{i}/{len(config_names)}] {cfg.name}: timing forward+backward ...")
-        train = interleaved_medians({r.label: r.train for r in runners if r.train}, repeat)
+        fwd, train = _time_all(runners, repeat)
         for r in runners:
             rows.append(_row(cfg, r, fwd[r.label], train.get(r.label), peak))
     _add_ratios(rows, runnable_peers)
     return {"gemm_peak_gflops": peak, "repeat": repeat, "threads": threads, "rows": rows,
             "notes": notes, "peers": runnable_peers, "backends": backends}
+
+
+def _time_all(runners, repeat):
+    """Forward and train medians of every runner: the NumPy reference in a block of its
+    own (its BLAS workers spin long after each call and would slow whoever came next),
+    then everything else interleaved."""
+    ref, others = runners[0], runners[1:]
+    fwd = interleaved_medians({ref.label: ref.forward}, repeat)
+    train = interleaved_medians({ref.label: ref.train}, repeat)
+    time.sleep(BLAS_SETTLE_S)
+    fwd.update(interleaved_medians({r.label: r.forward for r in others}, repeat))
+    train.update(interleaved_medians({r.label: r.train for r in others if r.train}, repeat))
+    return fwd, train
 
 
 def _row(cfg, runner, fwd_s, train_s, peak):

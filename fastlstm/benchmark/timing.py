@@ -3,12 +3,21 @@ import time
 
 import numpy as np
 
+# Pauses that let spinning worker threads go idle before the next timed run: OpenMP teams
+# spin ~20 ms after a region; NumPy's OpenBLAS workers spin ~150 ms after a call (both
+# measured here from /proc/self/task CPU times).
+SETTLE_S = 0.03
+BLAS_SETTLE_S = 0.3
 
-def interleaved_medians(fns, repeat, warmup=1):
+
+def interleaved_medians(fns, repeat, warmup=1, settle=SETTLE_S):
     """{label: median seconds} of each fn in `fns`, run A B C A B C ... after warm-up.
 
     Interleaving spreads the machine's slow moments over every implementation
-    instead of handing them to whichever ran during them.
+    instead of handing them to whichever ran during them. The untimed `settle`
+    pause before each run lets the previous implementation's worker threads (an
+    OpenMP team spins for milliseconds after its region) go idle, so that no
+    implementation is timed while another one's threads still hold the cores.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -16,6 +25,7 @@ def interleaved_medians(fns, repeat, warmup=1):
     times = {label: [] for label in fns}
     for _ in range(repeat):
         for label, fn in fns.items():
+            time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - t0)
