@@ -1,0 +1,177 @@
+"""What only the compiled backend has: its two work splits, thread counts, concurrent
+Python threads, fork, denormal flushing, and a bounds-checked build."""
+import multiprocessing
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastlstm
+from conftest import TOL, random_problem
+
+pytestmark = pytest.mark.skipif("cython" not in fastlstm.available_backends(),
+                                reason="the compiled extension is not built here")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cy():
+    from fastlstm.backends import cython_cpu
+    saved = fastlstm.get_num_threads()
+    yield cython_cpu
+    cython_cpu.FORCE_PATH = None
+    fastlstm.set_num_threads(saved)
+
+
+def compare_with_reference(dtype, T, B, I, H, layers=1, bidir=False, lengths=None, seed=0):
+    kw = dict(num_layers=layers, bidirectional=bidir, dtype=dtype)
+    fast = fastlstm.LSTM(I, H, backend="cython", seed=seed, **kw)
+    ref = fastlstm.LSTM(I, H, backend="numpy", **kw)
+    ref.load_state_dict(fast.state_dict())
+    x, hx, weights = random_problem(fast, T, B, seed=seed + 1, with_hx=True, lengths=lengths)
+    out = []
+    for m in (fast, ref):
+        y, (h, c) = m(x, hx, lengths)
+        dx, (dh0, dc0) = m.backward(*weights)
+        out.append([y, h, c, dx, dh0, dc0] + [m.grads[k] for k in sorted(m.grads)])
+    tol = TOL[dtype]
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("path", ["units", "batch"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("T,B,H", [(1, 1, 20), (6, 1, 33), (5, 13, 40), (7, 9, 16)])
+def test_both_paths_on_one_and_two_threads(cy, path, threads, dtype, T, B, H):
+    cy.FORCE_PATH = path
+    fastlstm.set_num_threads(threads)
+    lengths = None if B == 1 else np.random.default_rng(B).integers(1, T + 1, B)
+    compare_with_reference(dtype, T, B, 7, H, layers=2, bidir=True, lengths=lengths)
+
+
+def test_plan_picks_the_path_by_shape(cy):
+    fastlstm.set_num_threads(2)
+    assert cy.plan(100, 1, 128, 8) == (2, 2)    # units: each thread owns half of H
+    assert cy.plan(100, 256, 16, 1) == (2, 1)   # one unit block: rows are split
+    assert cy.plan(1, 1, 128, 8)[0] == 1        # one small step: waking a thread costs more
+    assert cy.plan(100, 1, 8, 1)[0] == 1        # too little work per step for two
+
+
+def test_thread_count_changes_between_calls(cy):
+    m = fastlstm.LSTM(5, 48, num_layers=2, backend="cython", seed=1)
+    x = np.random.default_rng(2).standard_normal((9, 4, 5)).astype(np.float32)
+    results = []
+    for n in (1, 2, 1, 2):
+        fastlstm.set_num_threads(n)
+        results.append(m.eval()(x)[0])
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_python_threads_get_their_own_results(cy):
+    models = [fastlstm.LSTM(6, 24 + 8 * i, backend="cython", seed=i).eval() for i in range(4)]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((12, 3, 6)).astype(np.float32) for _ in models]
+    expected = [m(x)[0] for m, x in zip(models, inputs)]
+    errors, barrier = [], threading.Barrier(len(models))
+
+    def work(i):
+        barrier.wait()
+        for _ in range(30):
+            y = models[i](inputs[i])[0]
+            if not np.array_equal(y, expected[i]):
+                errors.append(i)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(models))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and errors == []
+
+
+def _child(conn):
+    m = fastlstm.LSTM(8, 64, backend="cython", seed=3).eval()
+    x = np.ones((20, 4, 8), np.float32)
+    conn.send(m(x)[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_works_in_a_forked_child(cy):
+    fastlstm.set_num_threads(2)
+    m = fastlstm.LSTM(8, 64, backend="cython", seed=3).eval()
+    expected = m(np.ones((20, 4, 8), np.float32))[0]  # the parent's OpenMP team exists now
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child,))
+    proc.start()
+    proc.join(timeout=60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung")
+    assert proc.exitcode == 0
+    np.testing.assert_array_equal(parent.recv(), expected)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 MXCSR only")
+def test_denormals_are_flushed_inside_and_only_inside():
+    tiny = np.float32(1e-39)  # subnormal in float32
+    m = fastlstm.LSTM(1, 16, backend="cython", seed=0).eval()
+    m.load_state_dict({k: np.zeros_like(v) for k, v in m.state_dict().items()})
+    # all weights 0: i = f = 0.5 and g = 0, so c = c0 / 2, a subnormal unless flushed
+    hx = (np.zeros((1, 1, 16), np.float32), np.full((1, 1, 16), tiny, np.float32))
+    _, (h, c) = m(np.zeros((1, 1, 1), np.float32), hx)
+    ref = fastlstm.LSTM(1, 16, backend="numpy")
+    ref.load_state_dict(m.state_dict())
+    _, (h_ref, c_ref) = ref.eval()(np.zeros((1, 1, 1), np.float32), hx)
+    assert np.all(c_ref != 0) and np.all(np.abs(c_ref) < 1e-38)  # NumPy keeps subnormals
+    assert np.all(c == 0)                                        # the kernel flushed them
+    assert tiny * np.float32(0.5) != 0  # and the caller's floating-point mode is restored
+
+
+def test_bad_internal_arguments_raise_instead_of_crashing(cy):
+    from fastlstm._cy import lstm_cpu
+    f32 = np.float32
+    m = fastlstm.LSTM(3, 8, backend="cython")
+    packed = m._packed(0, cy)
+    ws = cy._workspace(np.dtype(f32), 4, 2, 3, 8, 8, False)
+    x, h = np.zeros((4, 2, 3), f32), np.zeros((2, 8), f32)
+    y = np.zeros((4, 2, 8), f32)
+    with pytest.raises(ValueError, match="buffer shapes"):
+        lstm_cpu.forward(x, h, h, None, np.zeros((4, 2, 7), f32), h, h, None, None, None,
+                         packed.k, ws, False, 1, 1)
+    with pytest.raises(ValueError, match="workspace was made for another"):
+        lstm_cpu.forward(x, h, h, None, y, h, h, None, None, None, packed.k,
+                         cy._workspace(np.dtype(f32), 5, 2, 3, 8, 10, False), False, 1, 1)
+    with pytest.raises(ValueError, match="fuse_input needs T == 1"):
+        lstm_cpu.forward(x, h, h, None, y, h, h, None, None, None, packed.k, ws, True, 1, 1)
+    with pytest.raises(ValueError, match="lengths must be"):
+        lstm_cpu.Sequences(np.array([0, 3]), 4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="needs a C compiler")
+def test_bounds_checked_build_passes_the_parity_matrix_on_small_shapes(tmp_path):
+    """FASTLSTM_DEBUG=1: Cython bounds checks and the kernels' own index checks on."""
+    from test_build import install_copy
+    target = install_copy(tmp_path, {"FASTLSTM_DEBUG": "1"})
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import fastlstm, fastlstm._cy.buildinfo as b; "
+         "print(fastlstm.__file__, b.build_info()['debug'], fastlstm.available_backends())"],
+        capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert str(target) in probe.stdout and "True" in probe.stdout and "cython" in probe.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(ROOT / "tests" / "test_backend_parity.py"), str(ROOT / "tests" / __file__.split(os.sep)[-1]),
+         "-k", "cython and not bounds_checked"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout
