@@ -257,10 +257,13 @@ static void SUF(bwd_gates)(const SUF(bwd_args) *a, int t, fl_share s) {
     }
 }
 
-/* dh[rows, unit block ub] = dz[rows, :] W_hh[:, units]: four interleaved sums per row hide
- * the FMA latency when there are few rows */
-FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB, int ub) {
-    const int H = a->H, G = 4 * H;
+/* dh[rows, NV unit blocks from ub] = dz[rows, :] W_hh[:, units]. MB rows x NV vectors of
+ * units, each sum split KC ways over k (MB*NV*KC = MB*4 accumulators): with NV = 4 every
+ * W load feeds MB FMAs and every broadcast four; with fewer blocks the KC interleaved
+ * sums hide the FMA latency instead. */
+FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB, int ub,
+                              const int NV) {
+    const int H = a->H, G = 4 * H, KC = 4 / NV;
     const R *w = a->wb + (size_t)ub * G * VL;
     const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * a->B;
     const R *dz[FL_MAX_ROWS];
@@ -269,39 +272,49 @@ FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB
         dz[m] = a->dz + (size_t)(off + r + m) * G;
         for (int j = 0; j < 4; j++) acc[m][j] = SUF(vset1)(0);
     }
-    for (int k = 0; k < G; k += 4) { /* G = 4H is a multiple of 4 */
-        const R *wk = w + (size_t)k * VL;
-        const V w0 = SUF(vload)(wk), w1 = SUF(vload)(wk + VL);
-        const V w2 = SUF(vload)(wk + 2 * VL), w3 = SUF(vload)(wk + 3 * VL);
-        for (int m = 0; m < MB; m++) {
-            acc[m][0] += SUF(vset1)(dz[m][k]) * w0;
-            acc[m][1] += SUF(vset1)(dz[m][k + 1]) * w1;
-            acc[m][2] += SUF(vset1)(dz[m][k + 2]) * w2;
-            acc[m][3] += SUF(vset1)(dz[m][k + 3]) * w3;
+    for (int k = 0; k < G; k += KC) { /* G = 4H is a multiple of 4 */
+        for (int c = 0; c < KC; c++) {
+            for (int v = 0; v < NV; v++) {
+                const V wv = SUF(vload)(w + ((size_t)v * G + k + c) * VL);
+                for (int m = 0; m < MB; m++) acc[m][v * KC + c] += SUF(vset1)(dz[m][k + c]) * wv;
+            }
         }
     }
-    const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
-    for (int m = 0; m < MB; m++)
-        SUF(vstore_n)(a->dh + (size_t)(r + m) * H + u0,
-                      (acc[m][0] + acc[m][1]) + (acc[m][2] + acc[m][3]), nu);
+    for (int v = 0; v < NV; v++) {
+        const int u0 = (ub + v) * VL, nu = H - u0 < VL ? H - u0 : VL;
+        for (int m = 0; m < MB; m++) {
+            V sum = acc[m][v * KC];
+            for (int c = 1; c < KC; c++) sum += acc[m][v * KC + c];
+            SUF(vstore_n)(a->dh + (size_t)(r + m) * H + u0, sum, nu);
+        }
+    }
 }
+
+#define FL_BWD_ROWS(NV)                                                                   \
+    do {                                                                                  \
+        int r = s.r0;                                                                     \
+        for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS)                                   \
+            SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub, NV);                                 \
+        switch (r1 - r) {                                                                 \
+        case 5: SUF(bwd_block)(a, t, r, 5, ub, NV); break;                                \
+        case 4: SUF(bwd_block)(a, t, r, 4, ub, NV); break;                                \
+        case 3: SUF(bwd_block)(a, t, r, 3, ub, NV); break;                                \
+        case 2: SUF(bwd_block)(a, t, r, 2, ub, NV); break;                                \
+        case 1: SUF(bwd_block)(a, t, r, 1, ub, NV); break;                                \
+        default: break;                                                                   \
+        }                                                                                 \
+    } while (0)
 
 static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
     const int active = a->bs ? a->bs[t] : a->B;
     const int r1 = s.r1 < active ? s.r1 : active;
-    for (int ub = s.ub0; ub < s.ub1; ub++) {
-        int r = s.r0;
-        for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS) SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub);
-        switch (r1 - r) {
-        case 5: SUF(bwd_block)(a, t, r, 5, ub); break;
-        case 4: SUF(bwd_block)(a, t, r, 4, ub); break;
-        case 3: SUF(bwd_block)(a, t, r, 3, ub); break;
-        case 2: SUF(bwd_block)(a, t, r, 2, ub); break;
-        case 1: SUF(bwd_block)(a, t, r, 1, ub); break;
-        default: break;
-        }
-    }
+    int ub = s.ub0;
+    for (; ub + 4 <= s.ub1; ub += 4) FL_BWD_ROWS(4);
+    for (; ub + 2 <= s.ub1; ub += 2) FL_BWD_ROWS(2);
+    for (; ub < s.ub1; ub++) FL_BWD_ROWS(1);
 }
+
+#undef FL_BWD_ROWS
 
 static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const R *wb, const R *gates, const R *tc,
