@@ -6,10 +6,9 @@
 #define UV SUF(uvec)
 #define VL ((int)(FL_VBYTES / sizeof(R)))
 
-FL_INLINE V SUF(vset1)(R a) {
-    V v = {0};
-    return v + a;
-}
+/* every lane = a. (0 + a would cost an add: it is not a for a = -0; a - 0 is, so it folds
+ * away and a load + broadcast is all that is left.) */
+FL_INLINE V SUF(vset1)(R a) { return a - (V){0}; }
 
 FL_INLINE V SUF(vload)(const R *p) {
     V v;
