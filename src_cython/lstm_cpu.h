@@ -1,8 +1,8 @@
-/* fastlstm compiled CPU kernels: the recurrent part of one LSTM layer, one direction.
+/* fastlstm compiled CPU kernels: one LSTM layer, one direction.
  *
- * The input projection and the weight-gradient GEMMs run through BLAS in lstm_cpu.pyx;
- * what is here is the time loop: per step, a register-blocked h_{t-1} @ W_hh^T fused with
- * the gate math (forward), or the gate-gradient math fused with dz_t @ W_hh (backward).
+ * The time loop: per step, a register-blocked x_t W_ih^T + h_{t-1} W_hh^T fused with the
+ * gate math (forward), or the gate-gradient math fused with dz_t W_hh (backward); after
+ * backward's loop, the weight and input gradients as GEMMs through BLAS.
  *
  * Threads: ONE OpenMP parallel region for the whole time loop and one barrier per step.
  * Work is split over a grid of row groups x hidden-unit blocks; each thread owns whole
@@ -16,6 +16,7 @@
  *
  * Shape letters: T steps, B batch, H hidden, G = 4H, VL vector lanes, NUB = ceil(H/VL)
  * unit blocks. Packed layouts (built by the adapter, once per weights):
+ *   wfi [NUB][I][4][VL] forward: wfi[u][k][g][l] = W_ih[g*H + u*VL + l][k]  (0 past H)
  *   wf [NUB][H][4][VL]  forward:  wf[u][k][g][l] = W_hh[g*H + u*VL + l][k]   (0 past H)
  *   bf [NUB][4][VL]     forward:  bf[u][g][l]    = b[g*H + u*VL + l]
  *   wb [NUB][G][VL]     backward: wb[u][k][l]    = W_hh[k][u*VL + l]

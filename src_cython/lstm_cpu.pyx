@@ -1,6 +1,7 @@
 # The compiled LSTM layer: BLAS for the big GEMMs, lstm_cpu.h for the time loop.
 #
-# Forward:  zx = x W_ih^T (one GEMM for every step), then the fused recurrence.
+# Forward:  the recurrence, x_t W_ih^T + h_{t-1} W_hh^T fused into each step's register
+#           block (faster here than hoisting x W_ih^T into one GEMM: see lstm_cpu_impl.h).
 # Backward: the fused reverse recurrence writes dz for every step, then three GEMMs:
 #           dx = dz W_ih, dW_ih = dz^T x, dW_hh = dz^T h_{t-1}; db = column sums of dz.
 # With lengths, the real (step, row) pairs are packed time-major, longest rows first
@@ -8,8 +9,7 @@
 # Every GEMM is row-major through scipy's BLAS, operands swapped, so nothing is copied, and
 # runs inside the kernels' own OpenMP region, each thread on its slice (BLAS single-threaded).
 # The adapter (fastlstm/backends/cython_cpu.py) packs the weights and owns the scratch
-# (Workspace); the C kernels allocate nothing. A one-step call (T = 1, the streamed case)
-# skips the GEMM and folds x_t W_ih^T into the step's register block instead.
+# (Workspace); the C kernels allocate nothing.
 from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -26,15 +26,14 @@ cdef extern from "lstm_cpu.h" nogil:
     ctypedef void (*gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *,
                               double *, int *, double *, double *, int *)
     void lstm_forward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const float *xr, const float *w_ih, gemm_f32 gemm,
-                          const float *wfi, float *zx, const float *wf, const float *bf,
-                          float *hbuf, float *cbuf, float *y, float *gates, float *tc,
-                          float *th, int tu, int nthreads)
+                          const int *perm, const float *xr, const float *wfi, const float *wf,
+                          const float *bf, float *hbuf, float *cbuf, float *y, float *gates,
+                          float *tc, float *th, int tu, int nthreads)
     void lstm_forward_f64(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const double *xr, const double *w_ih,
-                          gemm_f64 gemm, const double *wfi, double *zx, const double *wf,
-                          const double *bf, double *hbuf, double *cbuf, double *y,
-                          double *gates, double *tc, double *th, int tu, int nthreads)
+                          const int *perm, const double *xr, const double *wfi,
+                          const double *wf, const double *bf, double *hbuf, double *cbuf,
+                          double *y, double *gates, double *tc, double *th, int tu,
+                          int nthreads)
     void lstm_backward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                            const int *perm, const float *wb, const float *gates,
                            const float *tc, const float *dy, float *dh, float *dc, float *dz,
@@ -108,32 +107,28 @@ cdef class Sequences:
 cdef class PackedWeights:
     """One layer-direction's weights in the kernels' layouts (see lstm_cpu.h).
 
-    w_ih [G, I] as it is; wf [NUB][H][4][VL] and bf [NUB][4][VL] for the forward step;
-    wfi [NUB][I][4][VL] (W_ih like wf, for one-step calls) and wb [NUB][G][VL] (for
-    backward) are added when first needed. Sizes are checked here, once.
+    w_ih [G, I] as it is (backward's GEMMs); wfi [NUB][I][4][VL], wf [NUB][H][4][VL] and
+    bf [NUB][4][VL] for the forward step; wb [NUB][G][VL] for backward, added when first
+    needed. Sizes are checked here, once.
     """
-    cdef readonly object w_ih, wf, bf, wfi, wb
+    cdef readonly object w_ih, wfi, wf, bf, wb
     cdef readonly int n_in, H, nub, itemsize
     cdef void *p_w_ih
+    cdef void *p_wfi
     cdef void *p_wf
     cdef void *p_bf
-    cdef void *p_wfi
     cdef void *p_wb
 
-    def __init__(self, w_ih, wf, bf, int H):
+    def __init__(self, w_ih, wfi, wf, bf, int H):
         self.itemsize = w_ih.dtype.itemsize
         cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
         self.H, self.n_in = H, w_ih.shape[1]
         self.nub = (H + vl - 1) // vl
         self.p_w_ih = _data(w_ih, 4 * H * self.n_in, self.itemsize, "w_ih")
+        self.p_wfi = _data(wfi, self.nub * self.n_in * 4 * vl, self.itemsize, "wfi")
         self.p_wf = _data(wf, self.nub * H * 4 * vl, self.itemsize, "wf")
         self.p_bf = _data(bf, self.nub * 4 * vl, self.itemsize, "bf")
-        self.w_ih, self.wf, self.bf = w_ih, wf, bf
-
-    def set_wfi(self, wfi):
-        cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
-        self.p_wfi = _data(wfi, self.nub * self.n_in * 4 * vl, self.itemsize, "wfi")
-        self.wfi = wfi
+        self.w_ih, self.wfi, self.wf, self.bf = w_ih, wfi, wf, bf
 
     def set_wb(self, wb):
         cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
@@ -144,14 +139,14 @@ cdef class PackedWeights:
 cdef class Workspace:
     """Scratch for one call shape (dtype, T, B, I, H, M), reused across calls.
 
-    zx [M][G] holds x W_ih^T in forward and dz in backward; hbuf [2][B][H] the previous
-    and current h (backward: dh in hbuf[0]); cbuf [B][H] c (backward: dc); with lengths,
-    xp and dxp [M][I] and hp [M][H] hold packed rows.
+    hbuf [2][B][H] holds the previous and current h (backward: dh in hbuf[0]); cbuf [B][H]
+    c (backward: dc); dz [M][G] backward's gate gradients; with lengths, xp and dxp
+    [M][I] and hp [M][H] hold packed rows.
     """
     cdef readonly object arrays
     cdef readonly int T, B, n_in, H, itemsize
     cdef readonly Py_ssize_t M
-    cdef void *zx
+    cdef void *dz
     cdef void *hbuf
     cdef void *cbuf
     cdef void *xp
@@ -162,13 +157,13 @@ cdef class Workspace:
         dtype = np.dtype(dtype)
         self.T, self.B, self.n_in, self.H, self.M = T, B, I, H, M
         self.itemsize = dtype.itemsize
-        a = {"zx": np.empty((M, 4 * H), dtype), "hbuf": np.empty((2, B, H), dtype),
+        a = {"dz": np.empty((M, 4 * H), dtype), "hbuf": np.empty((2, B, H), dtype),
              "cbuf": np.empty((B, H), dtype)}
         if packed_rows:
             a.update(xp=np.empty((M, I), dtype), dxp=np.empty((M, I), dtype),
                      hp=np.empty((M, H), dtype))
         self.arrays = a
-        self.zx = <void *><size_t>a["zx"].ctypes.data
+        self.dz = <void *><size_t>a["dz"].ctypes.data
         self.hbuf = <void *><size_t>a["hbuf"].ctypes.data
         self.cbuf = <void *><size_t>a["cbuf"].ctypes.data
         if packed_rows:
@@ -195,7 +190,7 @@ cdef int _check_call(PackedWeights pw, Workspace ws, Sequences seq, int T, int B
 def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Sequences seq,
             floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
             floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
-            PackedWeights pw, Workspace ws, bint fuse_input, int tu, int nthreads):
+            PackedWeights pw, Workspace ws, int tu, int nthreads):
     """One layer forward. gates/tc/th: the tape, or None in inference."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h0.shape[1]
     cdef int r, o
@@ -208,7 +203,6 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Seq
     cdef floating *gates_p = NULL
     cdef floating *tc_p = NULL
     cdef floating *th_p = NULL
-    cdef floating *wfi = NULL
     cdef floating *hbuf = <floating *>ws.hbuf
     cdef floating *cbuf = <floating *>ws.cbuf
     _check_call(pw, ws, seq, T, B, I, H, sizeof(floating))
@@ -222,10 +216,6 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Seq
                 or th is None or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H):
             raise ValueError("lstm_cpu.forward: tape shapes do not match x and h0")
         gates_p, tc_p, th_p = &gates[0, 0, 0], &tc[0, 0, 0], &th[0, 0, 0]
-    if fuse_input:
-        if T != 1 or pw.p_wfi == NULL:
-            raise ValueError("lstm_cpu.forward: fuse_input needs T == 1 and set_wfi()")
-        wfi = <floating *>pw.p_wfi
     if seq is not None:
         perm, bs, off, steps = seq.perm, seq.bs, seq.off, seq.steps
         perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
@@ -241,13 +231,13 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Seq
             memcpy(th_p, &h0[0, 0], <size_t>B * H * sizeof(floating))
             memcpy(tc_p, &c0[0, 0], <size_t>B * H * sizeof(floating))
         if floating is float:
-            lstm_forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, <float *>pw.p_w_ih, sgemm,
-                             wfi, <float *>ws.zx, <float *>pw.p_wf, <float *>pw.p_bf,
-                             hbuf, cbuf, &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
+            lstm_forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, <float *>pw.p_wfi,
+                             <float *>pw.p_wf, <float *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
+                             gates_p, tc_p, th_p, tu, nthreads)
         else:
-            lstm_forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, <double *>pw.p_w_ih, dgemm,
-                             wfi, <double *>ws.zx, <double *>pw.p_wf, <double *>pw.p_bf,
-                             hbuf, cbuf, &y[0, 0, 0], gates_p, tc_p, th_p, tu, nthreads)
+            lstm_forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, <double *>pw.p_wfi,
+                             <double *>pw.p_wf, <double *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
+                             gates_p, tc_p, th_p, tu, nthreads)
         for r in range(B):  # a row's last h is in the buffer its last step wrote
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&h_n[o, 0], hbuf + ((steps[r] if perm_p != NULL else T) & 1) * B * H + r * H,
@@ -302,12 +292,12 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
         if floating is float:
             lstm_backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
-                              <float *>ws.zx, xs, hs, <float *>pw.p_w_ih, sgemm, dxs,
+                              <float *>ws.dz, xs, hs, <float *>pw.p_w_ih, sgemm, dxs,
                               &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
         else:
             lstm_backward_f64(T, B, I, H, bs_p, off_p, perm_p, <double *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
-                              <double *>ws.zx, xs, hs, <double *>pw.p_w_ih, dgemm, dxs,
+                              <double *>ws.dz, xs, hs, <double *>pw.p_w_ih, dgemm, dxs,
                               &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r

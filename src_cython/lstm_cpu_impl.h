@@ -75,12 +75,11 @@ static inline void SUF(gemm_rm)(SUF(gemm_fn) gemm, char ta, char tb, int m, int 
 
 typedef struct {
     int T, B, H, tu, NI;
-    const R *xr;          /* [M][NI] x rows in packed order (read when wfi is set) */
-    const R *wfi;         /* packed W_ih like wf, or NULL: x W_ih^T is precomputed in zx */
+    const R *xr;          /* [M][NI] x rows in packed order */
+    const R *wfi;         /* packed W_ih, laid out like wf */
     const int *bs;        /* [T] active rows at each step, or NULL: all B */
     const ptrdiff_t *off; /* [T] packed row of step t's first row, or NULL: t*B */
     const int *perm;      /* [B] sorted row -> batch row, or NULL: identity */
-    const R *zx;          /* [M][G] x_t W_ih^T for every real (step, row) */
     const R *wf, *bf;     /* packed W_hh and bias, see lstm_cpu.h */
     R *hbuf;              /* [2][B][H] h_{t-1} and h_t, sorted rows (hbuf[0] = h0) */
     R *cbuf;              /* [B][H] c, sorted rows (c0 on entry, c_n on exit) */
@@ -88,8 +87,11 @@ typedef struct {
     R *gates, *tc, *th;   /* tape: [T][B][G], [T+1][B][H], [T+1][B][H] out, or NULL */
 } SUF(fwd_args);
 
-/* MB sorted rows starting at r, all active at step t, unit block ub: z = zx + h W_hh^T + b
- * accumulated in registers, then the gate math, the state update and every store. */
+/* MB sorted rows starting at r, all active at step t, unit block ub: z = x W_ih^T +
+ * h W_hh^T + b accumulated in registers, then the gate math, the state update and every
+ * store. (x W_ih^T is not hoisted into one GEMM over all steps: measured here, writing
+ * it out and reading it back each step cost more than the GEMM saved, 7-15% of the
+ * forward for mid and large, and nothing was faster at any I/H tried.) */
 FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB, int ub,
                               const R *hp, R *hn) {
     const int H = a->H, G = 4 * H, B = a->B;
@@ -98,7 +100,7 @@ FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB
     V acc[FL_MAX_ROWS][4];
     for (int m = 0; m < MB; m++)
         for (int g = 0; g < 4; g++) acc[m][g] = SUF(vset1)(0);
-    if (a->wfi) { /* one-step call: x_t W_ih^T in the same register block, no GEMM */
+    {
         const int NI = a->NI;
         const R *wi = a->wfi + (size_t)ub * NI * 4 * VL;
         for (int k = 0; k < NI; k++) {
@@ -131,17 +133,10 @@ FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB
     for (int m = 0; m < MB; m++) {
         const int row = r + m, orig = a->perm ? a->perm[row] : row;
         FL_CHECK(orig >= 0 && orig < B && off + row < (ptrdiff_t)a->T * B);
-        V zi = acc[m][0] + SUF(vload)(bb), zf = acc[m][1] + SUF(vload)(bb + VL);
-        V zg = acc[m][2] + SUF(vload)(bb + 2 * VL), zo = acc[m][3] + SUF(vload)(bb + 3 * VL);
-        if (!a->wfi) {
-            const R *z = a->zx + (size_t)(off + row) * G + u0;
-            zi += SUF(vload_n)(z, nu);
-            zf += SUF(vload_n)(z + H, nu);
-            zg += SUF(vload_n)(z + 2 * H, nu);
-            zo += SUF(vload_n)(z + 3 * H, nu);
-        }
-        const V i = SUF(vsigmoid)(zi), f = SUF(vsigmoid)(zf), g = SUF(vtanh)(zg);
-        const V o = SUF(vsigmoid)(zo);
+        const V i = SUF(vsigmoid)(acc[m][0] + SUF(vload)(bb));
+        const V f = SUF(vsigmoid)(acc[m][1] + SUF(vload)(bb + VL));
+        const V g = SUF(vtanh)(acc[m][2] + SUF(vload)(bb + 2 * VL));
+        const V o = SUF(vsigmoid)(acc[m][3] + SUF(vload)(bb + 3 * VL));
         R *cp = a->cbuf + (size_t)row * H + u0;
         const V c = f * SUF(vload_n)(cp, nu) + i * g;
         const V h = o * SUF(vtanh)(c);
@@ -186,22 +181,15 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
 }
 
 static void SUF(lstm_forward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
-                              const int *perm, const R *xr, const R *w_ih, SUF(gemm_fn) gemm,
-                              const R *wfi, R *zx, const R *wf, const R *bf, R *hbuf, R *cbuf,
-                              R *y, R *gates, R *tc, R *th, int tu, int nthreads) {
-    const SUF(fwd_args) a = {T,  B,   H,  tu, NI,  xr,   wfi,  bs, off, perm,
-                             zx, wf, bf, hbuf, cbuf, y, gates, tc, th};
-    const int nub = (H + VL - 1) / VL, G = 4 * H;
-    const long M = bs ? (long)off[T - 1] + bs[T - 1] : (long)T * B;
+                              const int *perm, const R *xr, const R *wfi, const R *wf,
+                              const R *bf, R *hbuf, R *cbuf, R *y, R *gates, R *tc, R *th,
+                              int tu, int nthreads) {
+    const SUF(fwd_args) a = {T, B, H, tu, NI, xr, wfi, bs, off, perm, wf, bf,
+                             hbuf, cbuf, y, gates, tc, th};
+    const int nub = (H + VL - 1) / VL;
 #pragma omp parallel num_threads(nthreads)
     {
         const unsigned fp = fl_flush_denormals();
-        if (!wfi) { /* the input projection of every real (step, row) pair: zx = x W_ih^T */
-            const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
-            SUF(gemm_rm)(gemm, 'N', 'T', (int)(m1 - m0), G, NI, xr + m0 * NI, NI, w_ih, NI, 0,
-                         zx + m0 * G, G);
-#pragma omp barrier
-        }
         const fl_share s = fl_my_share(B, nub, tu);
         for (int t = 0; t < T; t++) {
             const R *hp = hbuf + (size_t)(t & 1) * B * H;

@@ -145,12 +145,15 @@ def test_bad_internal_arguments_raise_instead_of_crashing(cy):
     y = np.zeros((4, 2, 8), f32)
     with pytest.raises(ValueError, match="buffer shapes"):
         lstm_cpu.forward(x, h, h, None, np.zeros((4, 2, 7), f32), h, h, None, None, None,
-                         packed.k, ws, False, 1, 1)
+                         packed.k, ws, 1, 1)
     with pytest.raises(ValueError, match="workspace was made for another"):
         lstm_cpu.forward(x, h, h, None, y, h, h, None, None, None, packed.k,
-                         cy._workspace(np.dtype(f32), 5, 2, 3, 8, 10, False), False, 1, 1)
-    with pytest.raises(ValueError, match="fuse_input needs T == 1"):
-        lstm_cpu.forward(x, h, h, None, y, h, h, None, None, None, packed.k, ws, True, 1, 1)
+                         cy._workspace(np.dtype(f32), 5, 2, 3, 8, 10, False), 1, 1)
+    with pytest.raises(ValueError, match="tape shapes"):
+        lstm_cpu.forward(x, h, h, None, y, h, h, np.zeros((4, 2, 31), f32), y, y, packed.k,
+                         ws, 1, 1)
+    with pytest.raises(ValueError, match="wfi must be a C-contiguous array"):
+        lstm_cpu.PackedWeights(packed.k.w_ih, packed.k.wfi[:-1], packed.k.wf, packed.k.bf, 8)
     with pytest.raises(ValueError, match="lengths must be"):
         lstm_cpu.Sequences(np.array([0, 3]), 4)
 

@@ -54,8 +54,8 @@ def _unit_blocks(w, H, vl):
 
 
 class Packed:
-    """A layer-direction's weights for the kernels; the pieces only some calls need
-    (one-step input weights, backward weights) are built on first use."""
+    """A layer-direction's weights for the kernels; backward's layout is built on first
+    use (inference never needs it)."""
 
     def __init__(self, w_ih, w_hh, b):
         H = w_hh.shape[1]
@@ -64,12 +64,8 @@ class Packed:
         bias = np.zeros((4, -(-H // self.vl) * self.vl), w_hh.dtype)
         bias[:, :H] = b.reshape(4, H)
         bf = _aligned(bias.reshape(4, -1, self.vl).transpose(1, 0, 2))
-        self.k = _k.PackedWeights(w_ih, _unit_blocks(w_hh, H, self.vl), bf, H)
-
-    def for_one_step(self):
-        if self.k.wfi is None:
-            self.k.set_wfi(_unit_blocks(self.k.w_ih, self.k.H, self.vl))
-        return self.k
+        self.k = _k.PackedWeights(w_ih, _unit_blocks(w_ih, H, self.vl),
+                                  _unit_blocks(w_hh, H, self.vl), bf, H)
 
     def for_backward(self):
         if self.k.wb is None:  # [NUB][G][VL]: wb[u][k][l] = W_hh[k, u*VL + l]
@@ -154,14 +150,8 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape, packed=N
     M = T * B if seq is None else seq.M
     ws = _workspace(x.dtype, T, B, I, H, M, seq is not None)
     nthreads, tu = plan(T, B, H, packed.k.nub)
-    one_step = T == 1
-    pw = packed.for_one_step() if one_step else packed.k
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
-    if _blas_guard is None:
-        _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, pw, ws, one_step, tu, nthreads)
-        return
-    with _blas_guard:
-        _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, pw, ws, one_step, tu, nthreads)
+    _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, tu, nthreads)
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_hh, db, dh0,
