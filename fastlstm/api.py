@@ -170,6 +170,10 @@ class LSTM:
         lengths gives each sequence's true length (torch's packed sequences): steps
         past it output zeros and leave that sequence's state untouched.
         """
+        if not self.training and lengths is None and self.num_directions == 1:
+            out = self._inference_fast_path(x, hx)
+            if out is not None:
+                return out
         x = check.float_array(x, "x", self.dtype)
         if x.ndim not in (2, 3):
             raise ValueError("x must be 3-D (seq_len, batch, input_size) — or (batch, seq_len, "
@@ -231,6 +235,35 @@ class LSTM:
                                   y.shape, h_n.shape) if train else None
         self._last_forward = "train" if train else "eval"
         return y, (h_n, c_n)
+
+    def _inference_fast_path(self, x, hx):
+        """forward() in eval mode for the common, already-valid case (an ndarray of the
+        model's dtype, time-major, state handed back by the previous call): the streamed
+        one-step loop is dominated by per-call overhead. None means: take the full path."""
+        if type(x) is not np.ndarray or x.dtype != self.dtype or x.ndim != 3 \
+                or self.batch_first or not x.flags.c_contiguous:
+            return None
+        T, B, I = x.shape
+        if I != self.input_size or T < 1 or B < 1:
+            return None
+        L, H = self.num_layers, self.hidden_size
+        if hx is None:
+            h0 = c0 = np.zeros((L, B, H), self.dtype)
+        else:
+            try:
+                h0, c0 = check.state_pair(hx, L, B, H, self.dtype, False)
+            except (TypeError, ValueError):
+                return None  # the full path raises the same error, with its context
+        hc = np.empty((2, L, B, H), self.dtype)
+        layer_in = x
+        for k in range(L):
+            y = np.empty((T, B, H), self.dtype)
+            self._run_forward(k, layer_in, *self._weights(k), h0[k], c0[k], None, y,
+                              hc[0, k], hc[1, k], None)
+            layer_in = y
+        self._tape = None
+        self._last_forward = "eval"
+        return layer_in, (hc[0], hc[1])
 
     def _run_forward(self, idx, *args):
         """Run forward_layer on the first kernel that handles the case.
