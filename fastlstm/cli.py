@@ -41,7 +41,8 @@ def build_parser():
     bench = sub.add_parser("bench", help="time forward and forward+backward of the built-in "
                                          "configs on every backend, side by side with peers")
     bench.add_argument("--configs", type=_csv_choice(list(CONFIGS), "config"),
-                       default=list(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
+                       help=f"comma-separated, from {', '.join(CONFIGS)} (default: all; with "
+                            "--scaling: mid,large)")
     bench.add_argument("--backends", type=_csv_choice(available_backends(), "backend"),
                        default=available_backends(),
                        help="comma-separated available backends (default: all); the NumPy "
@@ -63,7 +64,8 @@ def build_parser():
     bench.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios per config "
                                                           "(needs matplotlib)")
     bench.add_argument("--scaling", action="store_true",
-                       help="instead: time against threads (1..cores) and against B, T, H")
+                       help="instead: time against threads (1..cores, on --configs) and "
+                            "against B, T, H")
     return parser
 
 
@@ -103,6 +105,9 @@ def cmd_bench(args, parser):
     from .info import collect_info
     from .threads import default_num_threads, get_num_threads, set_num_threads
     _check_outputs(args, parser)
+    args.configs_given = args.configs is not None
+    from .benchmark.configs import CONFIGS
+    args.configs = args.configs or list(CONFIGS)
     if args.threads:
         set_num_threads(args.threads)
     threads = get_num_threads()
@@ -110,7 +115,8 @@ def cmd_bench(args, parser):
     progress = _progress
     if args.scaling:
         from .benchmark.scaling import format_scaling, run_scaling
-        rows = run_scaling(args.backends, repeat, default_num_threads(), progress)
+        configs = args.configs if args.configs_given else ["mid", "large"]
+        rows = run_scaling(args.backends, repeat, default_num_threads(), configs, progress)
         print(format_scaling(rows))
         _write_json(args.json, {"machine": collect_info(), "repeat": repeat, "scaling": rows})
         return 0
