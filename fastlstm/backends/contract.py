@@ -20,6 +20,11 @@ write y[t,b] = 0 and dx[t,b] = 0, and ignore dy[t,b].
 
 A backend that cannot handle a case raises NotImplementedError; "auto" then
 tries the next backend.
+
+Optionally a backend exposes pack_weights(w_ih, w_hh, b) -> an object of its own: the API
+calls it once per weights update (per layer and direction) and passes the result back as
+forward_layer(..., packed=p) and backward_layer(..., packed=p), so that laying the weights
+out for the kernels is not repeated on every call.
 """
 from dataclasses import dataclass
 
@@ -29,9 +34,10 @@ import numpy as np
 @dataclass
 class Tape:
     """What backward needs from forward, written by forward_layer (training mode)."""
-    gates: np.ndarray  # [T,B,G] post-activation i, f, g, o (rows past a length: unused)
+    # entries of steps past a row's length are unspecified: backward never reads them
+    gates: np.ndarray  # [T,B,G] post-activation i, f, g, o
     c: np.ndarray      # [T+1,B,H] cell states, c[0] = c0
-    h: np.ndarray      # [T+1,B,H] hidden states, h[0] = h0 (carried past a length)
+    h: np.ndarray      # [T+1,B,H] hidden states, h[0] = h0
 
     @classmethod
     def empty(cls, T, B, H, dtype):
