@@ -1,4 +1,5 @@
 """What fastlstm is running with: versions, backends, the compiled extension, threads, BLAS."""
+import os
 import platform
 import sys
 
@@ -12,6 +13,8 @@ from .threads import get_num_threads
 
 def collect_info():
     """A JSON-friendly dict of everything `fastlstm info` reports."""
+    if "cython" in backends.available_backends():
+        backends.load("cython")  # it pins scipy's BLAS: report the state it runs with
     ext = load_extension("buildinfo")
     extension = {"built": ext is not None}
     if ext is None:
@@ -54,9 +57,18 @@ def _blas_info():
         from threadpoolctl import threadpool_info
     except ImportError:
         return [{"note": "threadpoolctl not installed; BLAS unknown"}]
+    from ._blas import PINNED
     keep = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
-    return [{k: lib.get(k) for k in keep if lib.get(k) is not None}
-            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    out = []
+    for lib in threadpool_info():
+        if lib.get("user_api") != "blas":
+            continue
+        entry = {k: lib.get(k) for k in keep if lib.get(k) is not None}
+        entry["file"] = os.path.basename(lib.get("filepath", ""))
+        if lib.get("filepath") in PINNED:
+            entry["use"] = "compiled kernels (one thread: they parallelise themselves)"
+        out.append(entry)
+    return out
 
 
 def format_info(info):

@@ -178,3 +178,12 @@ def test_bounds_checked_build_passes_the_parity_matrix_on_small_shapes(tmp_path)
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+def test_info_reports_the_pinned_blas(cy):
+    from fastlstm import _blas
+    from fastlstm.info import collect_info
+    if not _blas.PINNED:
+        pytest.skip("scipy shares its BLAS here: it is pinned per call, not for good")
+    pinned = [lib for lib in collect_info()["blas"] if "use" in lib]
+    assert pinned and all(lib["num_threads"] == 1 for lib in pinned)
