@@ -140,36 +140,43 @@ cdef class Workspace:
     """Scratch for one call shape (dtype, T, B, I, H, M), reused across calls.
 
     hbuf [2][B][H] holds the previous and current h (backward: dh in hbuf[0]); cbuf [B][H]
-    c (backward: dc); dz [M][G] backward's gate gradients; with lengths, xp and dxp
-    [M][I] and hp [M][H] hold packed rows.
+    c (backward: dc); with lengths, xp [M][I] packed x rows. What only backward needs is
+    added by for_backward(), so inference never allocates it: dz [M][G] gate gradients and,
+    with lengths, dxp [M][I] and hp [M][H].
     """
     cdef readonly object arrays
     cdef readonly int T, B, n_in, H, itemsize
     cdef readonly Py_ssize_t M
-    cdef void *dz
+    cdef readonly bint packed_rows
     cdef void *hbuf
     cdef void *cbuf
     cdef void *xp
+    cdef void *dz
     cdef void *dxp
     cdef void *hp
 
     def __init__(self, dtype, int T, int B, int I, int H, Py_ssize_t M, bint packed_rows):
-        dtype = np.dtype(dtype)
         self.T, self.B, self.n_in, self.H, self.M = T, B, I, H, M
-        self.itemsize = dtype.itemsize
-        a = {"dz": np.empty((M, 4 * H), dtype), "hbuf": np.empty((2, B, H), dtype),
-             "cbuf": np.empty((B, H), dtype)}
+        self.itemsize = np.dtype(dtype).itemsize
+        self.packed_rows = packed_rows
+        self.arrays = {}
+        self.hbuf = self._new("hbuf", (2, B, H), dtype)
+        self.cbuf = self._new("cbuf", (B, H), dtype)
         if packed_rows:
-            a.update(xp=np.empty((M, I), dtype), dxp=np.empty((M, I), dtype),
-                     hp=np.empty((M, H), dtype))
-        self.arrays = a
-        self.dz = <void *><size_t>a["dz"].ctypes.data
-        self.hbuf = <void *><size_t>a["hbuf"].ctypes.data
-        self.cbuf = <void *><size_t>a["cbuf"].ctypes.data
-        if packed_rows:
-            self.xp = <void *><size_t>a["xp"].ctypes.data
-            self.dxp = <void *><size_t>a["dxp"].ctypes.data
-            self.hp = <void *><size_t>a["hp"].ctypes.data
+            self.xp = self._new("xp", (M, I), dtype)
+
+    cdef void *_new(self, name, shape, dtype) except NULL:
+        a = self.arrays[name] = np.empty(shape, dtype)
+        return <void *><size_t>a.ctypes.data
+
+    def for_backward(self):
+        if self.dz == NULL:
+            dtype = self.arrays["hbuf"].dtype
+            self.dz = self._new("dz", (self.M, 4 * self.H), dtype)
+            if self.packed_rows:
+                self.dxp = self._new("dxp", (self.M, self.n_in), dtype)
+                self.hp = self._new("hp", (self.M, self.H), dtype)
+        return self
 
 
 cdef int _check_call(PackedWeights pw, Workspace ws, Sequences seq, int T, int B, int I,
@@ -265,8 +272,8 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
     cdef floating *dh = <floating *>ws.hbuf
     cdef floating *dc = <floating *>ws.cbuf
     _check_call(pw, ws, seq, T, B, I, H, sizeof(floating))
-    if pw.p_wb == NULL:
-        raise ValueError("lstm_cpu.backward: the packed weights need set_wb()")
+    if pw.p_wb == NULL or ws.dz == NULL:
+        raise ValueError("lstm_cpu.backward: needs pw.set_wb() and ws.for_backward() first")
     if (gates.shape[0] != T or gates.shape[1] != B or gates.shape[2] != G
             or tc.shape[0] != T + 1 or tc.shape[1] != B or tc.shape[2] != H
             or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H

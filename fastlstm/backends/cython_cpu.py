@@ -167,4 +167,4 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_h
     nthreads, tu = plan(T, B, H, packed.k.nub)
     with _blas_guard or _NO_GUARD:
         _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,
-                    dh0, dc0, packed.for_backward(), ws, tu, nthreads)
+                    dh0, dc0, packed.for_backward(), ws.for_backward(), tu, nthreads)
