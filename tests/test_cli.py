@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-from fastlstm import benchmark
 from fastlstm.cli import main
 
 
