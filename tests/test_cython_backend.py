@@ -161,20 +161,24 @@ def test_bad_internal_arguments_raise_instead_of_crashing(cy):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                     reason="needs a C compiler")
-def test_bounds_checked_build_passes_the_parity_matrix_on_small_shapes(tmp_path):
-    """FASTLSTM_DEBUG=1: Cython bounds checks and the kernels' own index checks on."""
+@pytest.mark.parametrize("switch,flag,value", [
+    ("FASTLSTM_DEBUG", "debug", True),      # Cython bounds checks + the kernels' own checks
+    ("FASTLSTM_NO_OPENMP", "openmp", False),  # the serial build a machine without OpenMP gets
+])
+def test_other_builds_pass_the_parity_matrix(tmp_path, switch, flag, value):
     from test_build import install_copy
-    target = install_copy(tmp_path, {"FASTLSTM_DEBUG": "1"})
+    target = install_copy(tmp_path, {switch: "1"})
     env = {**os.environ, "PYTHONPATH": str(target)}
     probe = subprocess.run(
         [sys.executable, "-c", "import fastlstm, fastlstm._cy.buildinfo as b; "
-         "print(fastlstm.__file__, b.build_info()['debug'], fastlstm.available_backends())"],
+         f"print(fastlstm.__file__, b.build_info()[{flag!r}], fastlstm.available_backends())"],
         capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert str(target) in probe.stdout and "True" in probe.stdout and "cython" in probe.stdout
+    assert str(target) in probe.stdout and str(value) in probe.stdout, probe.stderr
+    assert "cython" in probe.stdout
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(ROOT / "tests" / "test_backend_parity.py"), str(ROOT / "tests" / __file__.split(os.sep)[-1]),
-         "-k", "cython and not bounds_checked"],
+         str(ROOT / "tests" / "test_backend_parity.py"), str(Path(__file__)),
+         "-k", "cython and not other_builds"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
