@@ -109,12 +109,22 @@ def test_install_without_a_compiler_falls_back_loudly(tmp_path, env, warning):
     log = result.stdout + result.stderr
     assert "fastlstm build WARNING" in log and warning in log
     assert not list(target.glob("fastlstm/_cy/*.so"))
+    env = {**os.environ, "PYTHONPATH": str(target)}
     check = subprocess.run(
         [sys.executable, "-c", "import fastlstm, numpy as np; print(fastlstm.__file__); "
          "print(fastlstm.available_backends()); "
          "print(fastlstm.LSTM(2, 3)(np.zeros((1, 1, 2)))[0].shape)"],
-        capture_output=True, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(target)})
+        capture_output=True, text=True, cwd=tmp_path, env=env)
     assert check.returncode == 0, check.stderr
     assert str(target) in check.stdout and "(1, 1, 3)" in check.stdout
     assert "'cython'" not in check.stdout  # the compiled backend is reported missing
+    # the installed (not editable) package has every subpackage and its data: the CLI runs
+    cli = subprocess.run([sys.executable, "-m", "fastlstm", "bench", "--quick", "--configs",
+                          "seed", "--compare", "none"], capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
+    assert cli.returncode == 0, cli.stderr
+    assert "seed" in cli.stdout and "fastlstm[numpy]" in cli.stdout
+    data = subprocess.run([sys.executable, "-c", "from fastlstm.data import load_lynx; "
+                           "print(len(load_lynx()[1]))"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert data.stdout.strip() == "114", data.stderr
