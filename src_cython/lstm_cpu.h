@@ -134,14 +134,7 @@ static inline fl_share fl_my_share(int B, int nub, int tu_pref) {
 typedef float SUF(vec) __attribute__((vector_size(FL_VBYTES)));
 typedef int SUF(ivec) __attribute__((vector_size(FL_VBYTES)));
 typedef unsigned SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
-#include "lstm_cpu_impl.h"
-#undef R
-#undef SUF
-#undef FL_EXP_HI
-#undef FL_EXP_LO
-#undef FL_EXP_TERMS
-#undef FL_MANT_BITS
-#undef FL_EXP_BIAS
+#include "lstm_cpu_impl.h" /* undefines the parameters above */
 
 #define R double
 #define SUF(name) name##_f64
@@ -153,13 +146,6 @@ typedef unsigned SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
 typedef double SUF(vec) __attribute__((vector_size(FL_VBYTES)));
 typedef long long SUF(ivec) __attribute__((vector_size(FL_VBYTES)));
 typedef unsigned long long SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
-#include "lstm_cpu_impl.h"
-#undef R
-#undef SUF
-#undef FL_EXP_HI
-#undef FL_EXP_LO
-#undef FL_EXP_TERMS
-#undef FL_MANT_BITS
-#undef FL_EXP_BIAS
+#include "lstm_cpu_impl.h" /* undefines the parameters above */
 
 #endif

@@ -1,5 +1,6 @@
 /* Template body of lstm_cpu.h, included once per element type R (float, double) with
- * SUF(name) giving the type-suffixed name and SUF(vec) a FL_VBYTES-wide vector of R. */
+ * SUF(name) giving the type-suffixed name and SUF(vec) a FL_VBYTES-wide vector of R; it
+ * undefines R, SUF and the FL_EXP_* / FL_MANT_BITS parameters at its end. */
 
 #define V SUF(vec)
 #define IV SUF(ivec)
@@ -345,3 +346,11 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
 #undef IV
 #undef UV
 #undef VL
+/* the template's parameters, so the next instantiation can define them afresh */
+#undef R
+#undef SUF
+#undef FL_EXP_HI
+#undef FL_EXP_LO
+#undef FL_EXP_TERMS
+#undef FL_MANT_BITS
+#undef FL_EXP_BIAS
