@@ -13,10 +13,12 @@ import importlib.util
 BACKENDS = {
     "cython": ("fastlstm.backends.cython_cpu", "compiled kernels: BLAS + OpenMP + SIMD",
                "fastlstm._cy.lstm_cpu"),
+    "numba": ("fastlstm.backends.numba_cpu", "numba JIT kernels: BLAS + parallel loops",
+              "numba"),
     "numpy": ("fastlstm.backends.reference", "NumPy reference (the oracle; always available)",
               None),
 }
-AUTO_ORDER = ["cython", "numpy"]
+AUTO_ORDER = ["cython", "numba", "numpy"]
 
 _status_cache = None
 _module_cache = {}
