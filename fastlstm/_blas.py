@@ -44,6 +44,7 @@ def pin_scipy_blas():
     """Pin scipy's own BLAS to one thread. Returns None, or, where scipy shares its BLAS,
     the guard every kernel call must run under."""
     try:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library to be pinned)
         controllers = _blas_controllers()
         dirs = _scipy_dirs()
     except ImportError:  # no threadpoolctl: nothing can be controlled
