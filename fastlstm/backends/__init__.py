@@ -62,8 +62,33 @@ def load(name):
     return module
 
 
+class _Kernels:
+    """The kernel modules of some backends, in order, each imported only when iteration
+    reaches it: "auto" must not import numba while the compiled backend handles every
+    call."""
+
+    def __init__(self, names, fallback):
+        self.names = tuple(names)
+        self.fallback = fallback  # "auto": a backend that fails to import is skipped
+
+    def __iter__(self):
+        for name in self.names:
+            try:
+                module = load(name)
+            except ImportError as exc:  # e.g. a numba built for another NumPy
+                if not self.fallback:
+                    raise ImportError(f"backend {name!r} failed to load: {exc}") from exc
+                backend_status()
+                _status_cache[name] = f"{BACKENDS[name][0]} failed to import: {exc}"
+                continue
+            yield module
+
+    def __repr__(self):
+        return f"_Kernels({list(self.names)})"
+
+
 def resolve(name):
-    """Kernel modules to try for a requested backend name, in order.
+    """Kernel modules to try for a requested backend name, in order (loaded lazily).
 
     "auto" gives every available backend, fastest first; a named backend gives
     just that one, or a ValueError saying why not and what is available.
@@ -71,11 +96,11 @@ def resolve(name):
     if not isinstance(name, str):
         raise TypeError(f"backend must be a str, got {type(name).__name__}")
     if name == "auto":
-        return [load(n) for n in available_backends()]
+        return _Kernels(available_backends(), fallback=True)
     if name not in BACKENDS:
         raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}")
     reason = backend_status()[name]
     if reason:
         raise ValueError(f"backend {name!r} is not available here ({reason}); "
                          f"available: {available_backends()}")
-    return [load(name)]
+    return _Kernels([name], fallback=False)
