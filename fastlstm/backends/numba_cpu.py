@@ -28,13 +28,12 @@ NAME = "numba"
 _blas_guard = pin_scipy_blas()  # numba's np.dot calls scipy's BLAS from every thread
 
 # Below this many multiply-adds per step, the parallel build's region per step (~1.3 us)
-# and the split cost more than a second thread saves (measured: see bench/README or the
-# closing note of the numba issue). Tests set FORCE to "serial" or "parallel".
-MIN_PARALLEL_MACS_PER_STEP = 1 << 16
+# and the split cost more than a second thread saves. Measured, serial vs parallel, ms
+# fwd / fwd+bwd: B=1 H=64 0.45/1.1 vs 0.90/1.9; B=1 H=128 1.15/3.0 vs 1.42/3.3; B=1
+# H=256 3.7/10.2 vs 3.9/11.1; B=16 H=128 12.0/35.2 vs 6.0/18.9. A one-step call never
+# pays for waking the team (33 vs 94 us). Tests set FORCE to "serial" or "parallel".
+MIN_PARALLEL_MACS_PER_STEP = 1 << 19
 FORCE = None
-# Hidden units are split in groups of this many (a 64-byte vector of float32), so every
-# block but the last starts on a whole vector.
-UNIT_GROUP = 16
 
 _lock = threading.Lock()  # numba's workqueue layer must not be entered twice at once
 _forked = False
@@ -49,46 +48,68 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def block_bounds(H, nblk):
-    """Unit block edges: nblk blocks of whole UNIT_GROUPs (fewer when H is small)."""
-    groups = -(-H // UNIT_GROUP)
-    nblk = max(1, min(nblk, groups))
-    edges = [min(H, (j * groups // nblk) * UNIT_GROUP) for j in range(nblk + 1)]
-    edges[-1] = H
-    return np.array(edges, np.intp)
+FORWARD_WIDTH = None  # tests and tuning: force a block width
+BACKWARD_WIDTH = None
+
+
+def block_width(B, backward=False):
+    """Hidden units per block (one matrix product per block and step): OpenBLAS's
+    small-matrix kernels, which do not repack W_hh on every call, take the narrow ones;
+    a single row is a matrix-vector product, best in wide blocks. Measured (ms, fwd /
+    bwd): B=16 H=256 widths 16/32/64/128: 16.7/33.3, 13.4/30.3, 20.4/32.1, 22.8/32.1;
+    B=64 H=512: 152.8/278.9, 131.0/246.5, 130.8/227.5, 125.1/217.5; B=1 H=128:
+    1.71/2.71, 1.43/2.14, 1.24/1.54, 1.38/1.73."""
+    forced = BACKWARD_WIDTH if backward else FORWARD_WIDTH
+    if forced:
+        return forced
+    return 64 if B <= 2 else 32 if B <= 32 else 128
+
+
+def split(H, width, nthreads):
+    """(bounds, groups): blocks of `width` units (the last one shorter), and thread j's
+    blocks groups[j]:groups[j+1] (never empty, so never more groups than blocks)."""
+    bounds = np.append(np.arange(0, H, width), H).astype(np.intp)
+    nblocks = len(bounds) - 1
+    n = max(1, min(nthreads, nblocks))
+    groups = np.array([j * nblocks // n for j in range(n + 1)], np.intp)
+    return bounds, groups
 
 
 class Packed:
-    """A layer-direction's weights in the kernels' layouts, per unit-block split."""
+    """A layer-direction's weights in the kernels' layouts, per (block width, threads)."""
 
     def __init__(self, w_ih, w_hh, b):
         self.w_ih, self.w_hh, self.b = w_ih, w_hh, b
         self._forward = {}
         self._backward = {}
 
-    def forward(self, nblk):
-        """(bounds, W_ih rows, W_hh rows, bias) in block order: block j's gate rows are
-        i, f, g, o of its units, contiguous."""
-        found = self._forward.get(nblk)
+    def forward(self, width, nthreads):
+        """(bounds, groups, W_ih rows, W_hh^T blocks, bias): the gate rows in block order
+        (block s: i, f, g, o of its units), and W_hh's rows of each block transposed,
+        [H, 4U], one block after another."""
+        key = (width, nthreads)
+        found = self._forward.get(key)
         if found is None:
             H = self.w_hh.shape[1]
-            bounds = block_bounds(H, nblk)
+            bounds, groups = split(H, width, nthreads)
             rows = np.concatenate([np.arange(k * H + u0, k * H + u1)
                                    for u0, u1 in zip(bounds[:-1], bounds[1:])
                                    for k in range(4)])
-            found = self._forward[nblk] = (bounds, np.ascontiguousarray(self.w_ih[rows]),
-                                           np.ascontiguousarray(self.w_hh[rows]),
-                                           np.ascontiguousarray(self.b[rows]))
+            whh_t = np.concatenate([self.w_hh[rows[4 * u0:4 * u1]].T.ravel()
+                                    for u0, u1 in zip(bounds[:-1], bounds[1:])])
+            found = self._forward[key] = (bounds, groups, np.ascontiguousarray(self.w_ih[rows]),
+                                          whh_t, np.ascontiguousarray(self.b[rows]))
         return found
 
-    def backward(self, nblk):
-        """(bounds, W_hh's column blocks [G, U] one after another, flat)."""
-        found = self._backward.get(nblk)
+    def backward(self, width, nthreads):
+        """(bounds, groups, W_hh's column blocks [G, U] one after another)."""
+        key = (width, nthreads)
+        found = self._backward.get(key)
         if found is None:
-            bounds = block_bounds(self.w_hh.shape[1], nblk)
+            bounds, groups = split(self.w_hh.shape[1], width, nthreads)
             cols = np.concatenate([self.w_hh[:, u0:u1].ravel()
                                    for u0, u1 in zip(bounds[:-1], bounds[1:])])
-            found = self._backward[nblk] = (bounds, cols)
+            found = self._backward[key] = (bounds, groups, cols)
         return found
 
 
@@ -118,14 +139,12 @@ def sequences(T, B, lengths):
 
 
 def plan(T, B, H):
-    """(parallel?, unit blocks, row chunks) for one layer call."""
+    """(parallel?, threads, block width) for one layer call."""
     nt = 1 if _forked else min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    parallel = nt > 1 and B * 4 * H * H >= MIN_PARALLEL_MACS_PER_STEP
+    parallel = nt > 1 and T > 1 and B * 4 * H * H >= MIN_PARALLEL_MACS_PER_STEP
     if FORCE is not None:
-        parallel = FORCE == "parallel" and not _forked
-    if not parallel:
-        return False, 1, 1
-    return True, nt, nt
+        parallel = FORCE == "parallel" and not _forked and nt > 1
+    return parallel, nt if parallel else 1, block_width(B)
 
 
 def _parallel_guard():
@@ -168,16 +187,16 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape, packed=N
     T, B, _ = x.shape
     H = w_hh.shape[1]
     packed = packed or Packed(w_ih, w_hh, b)
-    parallel, nblk, nchunks = plan(T, B, H)
-    bounds, wih_p, whh_p, b_p = packed.forward(nblk)
+    parallel, nt, width = plan(T, B, H)
+    bounds, groups, wih_p, whh_t, b_p = packed.forward(width, nt)
     perm, nbs, offs = sequences(T, B, lengths)
     if tape is None:
         tg = tc = th = _empty3(x.dtype)
     else:
         tg, tc, th = tape.gates, tape.c, tape.h
     fn = entry.forward_parallel if parallel else entry.forward_serial
-    _run(fn, parallel, nblk, (x, perm, nbs, offs, h0, c0, wih_p, whh_p, b_p, bounds, y, h_n,
-                              c_n, tg, tc, th, tape is not None, nchunks))
+    _run(fn, parallel, nt, (x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, groups, y,
+                            h_n, c_n, tg, tc, th, tape is not None))
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_hh, db, dh0,
@@ -185,9 +204,9 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_h
     T, B, _ = x.shape
     H = w_hh.shape[1]
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
-    parallel, nblk, nchunks = plan(T, B, H)
-    bounds, wcols = packed.backward(nblk)
+    parallel, nt, _ = plan(T, B, H)
+    bounds, groups, wcols = packed.backward(block_width(B, backward=True), nt)
     perm, nbs, offs = sequences(T, B, lengths)
     fn = entry.backward_parallel if parallel else entry.backward_serial
-    _run(fn, parallel, nblk, (x, perm, nbs, offs, w_ih, wcols, bounds, tape.gates, tape.c,
-                              tape.h, dy, dh_n, dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nchunks))
+    _run(fn, parallel, nt, (x, perm, nbs, offs, w_ih, wcols, bounds, groups, tape.gates,
+                            tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nt))

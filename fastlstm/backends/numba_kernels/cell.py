@@ -19,14 +19,14 @@ from .options import JIT
 # Array copies and fills are explicit loops: numba's slice assignment compiles a
 # shape-checking error path (string formatting included) into every call site, which
 # more than doubled the cold compile time.
-@njit(**JIT)
+@njit(inline='always', **JIT)
 def copy(dst, src):
     """dst[:] = src[:] for 1-D arrays of one length."""
     for k in range(dst.shape[0]):
         dst[k] = src[k]
 
 
-@njit(**JIT)
+@njit(inline='always', **JIT)
 def zero(a):
     """a[...] = 0 for a C-contiguous array."""
     flat = a.reshape(a.size)
@@ -54,22 +54,24 @@ def cell_forward(zr, xr, cr, hr):
 
 
 @njit(**JIT)
-def forward_block(t, j, hin, hout, cs, xw, whh_p, bounds, zbuf, perm, nbs, offs,
+def forward_block(t, j, hin, hout, cs, xw, xw_col0, whh_t, bounds, zbuf, perm, nbs, offs,
                   y, h_n, c_n, tg, tc, th, has_tape):
-    """Step t for unit block j over every row: reads hin (h_{t-1}), writes hout (h_t)."""
+    """Step t for unit block j over every row: reads hin (h_{t-1}), writes hout (h_t).
+    whh_t holds each block's W_hh rows transposed, [H, 4U], one block after another;
+    xw holds the input projections of gate columns xw_col0 on (packed order)."""
     T, B, H = y.shape
     u0, u1 = bounds[j], bounds[j + 1]
     U = u1 - u0
     nb = nbs[t]
     if nb > 0:
-        z = zbuf[j, :nb * 4 * U].reshape((nb, 4 * U))
-        np.dot(hin[:nb], whh_p[4 * u0:4 * u1].T, z)
+        z = zbuf[:nb * 4 * U].reshape((nb, 4 * U))
+        np.dot(hin[:nb], whh_t[4 * H * u0:4 * H * u1].reshape((H, 4 * U)), z)
         last = 0 if t + 1 == T else nbs[t + 1]  # rows r >= last end their sequence here
         for r in range(nb):
             zr = z[r]
             cr = cs[r, u0:u1]
             hr = hout[r, u0:u1]
-            cell_forward(zr, xw[offs[t] + r, 4 * u0:4 * u1], cr, hr)
+            cell_forward(zr, xw[offs[t] + r, 4 * u0 - xw_col0:4 * u1 - xw_col0], cr, hr)
             o = perm[r]
             copy(y[t, o, u0:u1], hr)
             if has_tape:
@@ -85,20 +87,31 @@ def forward_block(t, j, hin, hout, cs, xw, whh_p, bounds, zbuf, perm, nbs, offs,
 
 
 @njit(**JIT)
-def cell_backward(gi, gf, gg, go, cn, cp, dyr, dhr, dcr, dzr, H, u0):
-    """One row of a block: gate gradients into dzr (torch order, full row of 4H) and
-    dc_{t-1} into dcr. dhr holds dL/dh_t from step t+1."""
+def cell_backward(gi, gf, gg, go, cn, cp, dyr, dhr, dcr, tcn, dzi, dzf, dzg, dzo):
+    """One row of a block: gate gradients dzi..dzo and dc_{t-1} (into dcr), given dhr =
+    dL/dh_t from step t+1 (overwritten: it is recomputed before it is read again).
+
+    Written as several loops over at most four arrays each: with every array in one
+    loop, LLVM needs more run-time overlap checks than it allows and gives up
+    vectorising (measured: scalar code, several times slower)."""
     U = cn.shape[0]
     for u in range(U):
-        tc = tanh(cn[u])
-        dh = dhr[u] + dyr[u]
-        i, f, g, o = gi[u], gf[u], gg[u], go[u]
-        dc = dcr[u] + dh * o * (one(tc) - tc * tc)
-        dzr[u0 + u] = dc * g * i * (one(i) - i)
-        dzr[H + u0 + u] = dc * cp[u] * f * (one(f) - f)
-        dzr[2 * H + u0 + u] = dc * i * (one(g) - g * g)
-        dzr[3 * H + u0 + u] = dh * tc * o * (one(o) - o)
-        dcr[u] = dc * f
+        tcn[u] = tanh(cn[u])
+    for u in range(U):
+        dhr[u] += dyr[u]
+    for u in range(U):
+        tc = tcn[u]
+        dcr[u] += dhr[u] * go[u] * (one(tc) - tc * tc)
+    for u in range(U):
+        dzo[u] = dhr[u] * tcn[u] * (go[u] - go[u] * go[u])
+    for u in range(U):
+        dzi[u] = dcr[u] * gg[u] * (gi[u] - gi[u] * gi[u])
+    for u in range(U):
+        dzf[u] = dcr[u] * cp[u] * (gf[u] - gf[u] * gf[u])
+    for u in range(U):
+        dzg[u] = dcr[u] * gi[u] * (one(gg[u]) - gg[u] * gg[u])
+    for u in range(U):
+        dcr[u] *= gf[u]
 
 
 @njit(**JIT)
@@ -109,23 +122,27 @@ def recurrent_grad_block(j, dz_rows, wcols, bounds, dhs, sbuf):
         return
     u0, u1 = bounds[j], bounds[j + 1]
     U = u1 - u0
-    out = sbuf[j, :n * U].reshape((n, U))
+    out = sbuf[:n * U].reshape((n, U))
     np.dot(dz_rows, wcols[G * u0:G * u1].reshape((G, U)), out)
     for r in range(n):
         copy(dhs[r, u0:u1], out[r])
 
 
 @njit(**JIT)
-def backward_block(t, j, bounds, perm, nbs, offs, tg, tc, dy, dhs, dcs, dz):
+def backward_block(t, j, bounds, perm, nbs, offs, tg, tc, dy, dhs, dcs, dz, sbuf):
     """Gate gradients of step t for unit block j over the rows active at t."""
     H = dhs.shape[1]
     u0, u1 = bounds[j], bounds[j + 1]
+    tcn = sbuf[:u1 - u0]  # scratch for tanh(c_t)
     for r in range(nbs[t]):
         o = perm[r]
         g = tg[t, o]
+        d = dz[offs[t] + r]
         cell_backward(g[u0:u1], g[H + u0:H + u1], g[2 * H + u0:2 * H + u1],
                       g[3 * H + u0:3 * H + u1], tc[t + 1, o, u0:u1], tc[t, o, u0:u1],
-                      dy[t, o, u0:u1], dhs[r, u0:u1], dcs[r, u0:u1], dz[offs[t] + r], H, u0)
+                      dy[t, o, u0:u1], dhs[r, u0:u1], dcs[r, u0:u1], tcn,
+                      d[u0:u1], d[H + u0:H + u1], d[2 * H + u0:2 * H + u1],
+                      d[3 * H + u0:3 * H + u1])
 
 
 @njit(**JIT)
