@@ -36,8 +36,27 @@ def collect_info():
                      for name, reason in backends.backend_status().items()},
         "auto_order": backends.available_backends(),
         "extension": extension,
+        "numba": _numba_info(),
         "blas": _blas_info(),
     }
+
+
+def _numba_info():
+    """The numba backend's JIT: version, threads, threading layer, where it caches."""
+    if "numba" not in backends.available_backends():
+        return {"available": False}
+    try:
+        numba_cpu = backends.load("numba")
+    except ImportError as exc:
+        return {"available": False, "reason": str(exc)}
+    import numba
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # chosen at the first parallel call: say what numba will try
+        layer = f"not chosen yet (config: {numba.config.THREADING_LAYER})"
+    return {"available": True, "version": numba.__version__,
+            "threads": numba.config.NUMBA_NUM_THREADS, "threading_layer": layer,
+            "cache_dir": numba_cpu.CACHE_DIR}
 
 
 def _cpu_model():
@@ -66,7 +85,8 @@ def _blas_info():
         entry = {k: lib.get(k) for k in keep if lib.get(k) is not None}
         entry["file"] = os.path.basename(lib.get("filepath", ""))
         if lib.get("filepath") in PINNED:
-            entry["use"] = "compiled kernels (one thread: they parallelise themselves)"
+            entry["use"] = ("compiled and numba kernels (one thread: they parallelise "
+                            "themselves)")
         out.append(entry)
     return out
 
@@ -87,6 +107,10 @@ def format_info(info):
                      f"debug={ext['debug']}")
     else:
         lines.append(f"compiled extension: {ext['reason']}")
+    nb = info["numba"]
+    if nb.get("available"):
+        lines.append(f"numba: {nb['version']}  threads={nb['threads']}  "
+                     f"layer={nb['threading_layer']}  cache={nb['cache_dir'] or 'none (in memory)'}")
     for lib in info["blas"]:
         lines.append("blas: " + "  ".join(f"{k}={v}" for k, v in lib.items()))
     return "\n".join(lines)

@@ -1,0 +1,278 @@
+"""What only the numba backend has: its serial and parallel builds and block widths,
+thread-count changes (in-process and across cached runs), its on-disk cache folder,
+lazy import, fork, concurrent threads, denormals and NaN/inf."""
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastlstm
+from conftest import TOL, random_problem
+
+pytestmark = pytest.mark.skipif("numba" not in fastlstm.available_backends(),
+                                reason="numba is not installed here")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def nb():
+    from fastlstm.backends import numba_cpu
+    saved = fastlstm.get_num_threads()
+    yield numba_cpu
+    numba_cpu.FORCE = numba_cpu.FORWARD_WIDTH = numba_cpu.BACKWARD_WIDTH = None
+    fastlstm.set_num_threads(saved)
+
+
+def outputs(m, x, hx, lengths, weights):
+    y, (h, c) = m(x, hx, lengths)
+    dx, (dh0, dc0) = m.backward(*weights)
+    return [y, h, c, dx, dh0, dc0] + [m.grads[k] for k in sorted(m.grads)]
+
+
+def compare_with_reference(dtype, T, B, I, H, layers=1, bidir=False, lengths=None, seed=0):
+    kw = dict(num_layers=layers, bidirectional=bidir, dtype=dtype)
+    fast = fastlstm.LSTM(I, H, backend="numba", seed=seed, **kw)
+    ref = fastlstm.LSTM(I, H, backend="numpy", **kw)
+    ref.load_state_dict(fast.state_dict())
+    x, hx, weights = random_problem(fast, T, B, seed=seed + 1, with_hx=True, lengths=lengths)
+    tol = TOL[dtype]
+    for a, b in zip(outputs(fast, x, hx, lengths, weights), outputs(ref, x, hx, lengths, weights)):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert fast.backend_used == "numba"
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("T,B,H,width", [(1, 1, 20, 64), (6, 1, 33, 16), (5, 13, 40, 16),
+                                         (7, 9, 16, 32), (4, 40, 24, 128)])
+def test_both_builds_on_one_and_two_threads(nb, build, threads, dtype, T, B, H, width):
+    nb.FORCE = build
+    nb.FORWARD_WIDTH = width
+    nb.BACKWARD_WIDTH = 16 if width > 16 else 32  # forward and backward split differently
+    fastlstm.set_num_threads(threads)
+    lengths = None if B == 1 else np.random.default_rng(B).integers(1, T + 1, B)
+    compare_with_reference(dtype, T, B, 7, H, layers=2, bidir=True, lengths=lengths)
+
+
+def test_blocks_cover_every_unit_once(nb):
+    for H in (1, 15, 16, 17, 100, 512):
+        for width in (16, 32, 64):
+            for threads in (1, 2, 3, 8):
+                bounds, groups = nb.split(H, width, threads)
+                assert bounds[0] == 0 and bounds[-1] == H and np.all(np.diff(bounds) > 0)
+                assert np.all(np.diff(bounds)[:-1] == width)
+                assert groups[0] == 0 and groups[-1] == len(bounds) - 1
+                assert np.all(np.diff(groups) > 0) and len(groups) - 1 <= threads
+
+
+def test_plan_runs_small_steps_serially(nb):
+    fastlstm.set_num_threads(2)
+    threads = min(2, __import__("numba").config.NUMBA_NUM_THREADS)
+    assert nb.plan(100, 16, 256, )[:2] == (threads > 1, threads)  # mid: a team pays
+    assert nb.plan(100, 1, 64)[0] is False                    # too little work per step
+    assert nb.plan(1, 64, 512)[0] is False                    # one step: waking costs more
+    fastlstm.set_num_threads(1)
+    assert nb.plan(100, 64, 512)[:2] == (False, 1)
+
+
+def test_thread_count_changes_between_calls(nb):
+    import numba
+    nb.FORCE = "parallel"
+    m = fastlstm.LSTM(5, 48, num_layers=2, backend="numba", seed=1)
+    x = np.random.default_rng(2).standard_normal((9, 4, 5)).astype(np.float32)
+    dy = np.ones((9, 4, 48), np.float32)
+    results = []
+    for n in (2, 1, 2, 1):
+        fastlstm.set_num_threads(n)
+        numba.set_num_threads(1)  # someone else's numba code changed it: we set it back
+        y = m.train()(x)[0]
+        results.append((y, m.backward(dy)[0]))
+    for y, dx in results[1:]:
+        np.testing.assert_allclose(y, results[0][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(dx, results[0][1], rtol=1e-5, atol=1e-6)
+
+
+CACHED_RUN = textwrap.dedent("""
+    import json, sys, numpy as np, numba, fastlstm
+    from fastlstm.backends import numba_cpu
+    from fastlstm.backends.numba_kernels import entry
+    numba_cpu.FORCE = "parallel"
+    out = {"cache_dir": numba_cpu.CACHE_DIR, "numba_threads": numba.config.NUMBA_NUM_THREADS}
+    for n in (numba.config.NUMBA_NUM_THREADS, 1, 2):
+        fastlstm.set_num_threads(n)
+        m = fastlstm.LSTM(6, 40, backend="numba", seed=5)
+        x = np.linspace(-2, 2, 8 * 3 * 6, dtype=np.float32).reshape(8, 3, 6)
+        y, _ = m(x)
+        dx = m.backward(np.ones_like(y))[0]
+        out[str(n)] = [y.tolist(), dx.tolist()]
+    out["hits"] = {f: sum(getattr(entry, f).stats.cache_hits.values()) for f in
+                   ("forward_parallel", "backward_parallel", "forward_serial", "backward_serial")}
+    print(json.dumps(out))
+""")
+
+
+def _cached_run(cache_dir, numba_threads):
+    env = {**os.environ, "FASTLSTM_NUMBA_CACHE_DIR": str(cache_dir),
+           "NUMBA_NUM_THREADS": str(numba_threads)}
+    run = subprocess.run([sys.executable, "-c", CACHED_RUN], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_cached_parallel_kernels_survive_thread_count_changes(tmp_path):
+    """numba once crashed running parallel code cached under another thread count
+    (numba#7518, seen in pynndescent): compile with 3 threads, then load the cache with
+    1 and 2, changing the count between calls too."""
+    first = _cached_run(tmp_path, 3)
+    assert not any(first["hits"].values()) and first["cache_dir"].startswith(str(tmp_path))
+    assert any(p.suffix == ".nbi" for p in Path(first["cache_dir"]).rglob("*"))
+    for threads in (1, 2):
+        again = _cached_run(tmp_path, threads)
+        # loaded, not recompiled (with one numba thread the serial build runs)
+        assert all(again["hits"][f] > 0 for f in (
+            ("forward_parallel", "backward_parallel") if threads > 1 else
+            ("forward_serial", "backward_serial")))
+        for n in ("1", "2"):
+            for ours, theirs in zip(again[n], first[n]):
+                np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_cache_folder_falls_back_when_site_packages_and_home_are_read_only(monkeypatch,
+                                                                          tmp_path):
+    from fastlstm.backends.numba_kernels import options
+    monkeypatch.delenv("FASTLSTM_NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(options.numba_config, "CACHE_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    monkeypatch.setattr(options.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    read_only = (str(options.HERE), str(tmp_path / "home-cache"))
+    real = options._writable
+    monkeypatch.setattr(options, "_writable",
+                        lambda folder: not str(folder).startswith(read_only) and real(folder))
+    chosen = options.choose_cache_dir()
+    assert chosen.startswith(str(tmp_path / "tmp"))  # the temp folder is next in line
+    monkeypatch.setattr(options, "_writable", lambda folder: False)
+    with pytest.warns(RuntimeWarning, match="no writable folder"):
+        assert options.choose_cache_dir() is None
+
+
+def test_runs_with_no_writable_cache_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder cannot be made below a file, even by root
+    code = ("import warnings, numpy as np, fastlstm\n"
+            "from fastlstm.backends import numba_cpu\n"
+            "m = fastlstm.LSTM(3, 5, backend='numba', seed=0).eval()\n"
+            "r = fastlstm.LSTM(3, 5, backend='numpy', seed=0).eval()\n"
+            "x = np.ones((4, 2, 3), np.float32)\n"
+            "assert numba_cpu.CACHE_DIR is None\n"
+            "np.testing.assert_allclose(m(x)[0], r(x)[0], rtol=1e-4, atol=1e-4)\n"
+            "print('ok')\n")
+    env = {**os.environ, "FASTLSTM_NUMBA_CACHE_DIR": str(blocker / "cache")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-3000:]
+    assert "no writable folder" in run.stderr  # said once, with what to do about it
+
+
+def test_importing_fastlstm_does_not_import_numba():
+    code = ("import sys, numpy as np, fastlstm\n"
+            "fastlstm.LSTM(3, 4, backend='numpy')(np.zeros((2, 1, 3), np.float32))\n"
+            "if 'cython' in fastlstm.available_backends():\n"
+            "    m = fastlstm.LSTM(3, 4)\n"
+            "    m(np.zeros((2, 1, 3), np.float32))\n"
+            "    assert m.backend_used == 'cython'\n"
+            "print('numba' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
+
+
+def _child(conn):
+    m = fastlstm.LSTM(8, 64, backend="numba", seed=3).eval()
+    conn.send(m(np.ones((20, 16, 8), np.float32))[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_works_in_a_forked_child(nb):
+    nb.FORCE = "parallel"
+    fastlstm.set_num_threads(2)
+    m = fastlstm.LSTM(8, 64, backend="numba", seed=3).eval()
+    expected = m(np.ones((20, 16, 8), np.float32))[0]  # the parent's thread pool is up now
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child,))
+    proc.start()
+    proc.join(timeout=120)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung")
+    assert proc.exitcode == 0
+    np.testing.assert_allclose(parent.recv(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_python_threads_get_their_own_results(nb):
+    nb.FORCE = "parallel"
+    models = [fastlstm.LSTM(6, 24 + 8 * i, backend="numba", seed=i).eval() for i in range(4)]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((12, 3, 6)).astype(np.float32) for _ in models]
+    expected = [m(x)[0] for m, x in zip(models, inputs)]
+    errors, barrier = [], threading.Barrier(len(models))
+
+    def work(i):
+        barrier.wait()
+        for _ in range(20):
+            if not np.allclose(models[i](inputs[i])[0], expected[i], rtol=1e-6, atol=1e-7):
+                errors.append(i)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(models))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads) and errors == []
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 MXCSR only")
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+def test_denormals_are_flushed_inside_and_only_inside(nb, build):
+    nb.FORCE = build
+    tiny = np.float32(1e-39)  # subnormal in float32
+    m = fastlstm.LSTM(1, 16, backend="numba", seed=0).eval()
+    m.load_state_dict({k: np.zeros_like(v) for k, v in m.state_dict().items()})
+    # all weights 0: i = f = 0.5 and g = 0, so c = c0 / 2, a subnormal unless flushed
+    hx = (np.zeros((1, 2, 16), np.float32), np.full((1, 2, 16), tiny, np.float32))
+    _, (h, c) = m(np.zeros((3, 2, 1), np.float32), hx)
+    assert np.all(c == 0)                 # the kernel flushed them
+    assert tiny * np.float32(0.5) != 0    # and the caller's floating-point mode is restored
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference, on inf
+def test_nan_and_inf_propagate_like_the_reference(nb):
+    m = fastlstm.LSTM(3, 8, backend="numba", seed=0).eval()
+    ref = fastlstm.LSTM(3, 8, backend="numpy").eval()
+    ref.load_state_dict(m.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 4, 3)).astype(np.float32)
+    x[1, 0, 0] = np.nan   # row 0 turns NaN from step 1 on
+    x[2, 1, :] = 1e30     # row 1 saturates every gate
+    x[3, 2, :] = -np.inf  # row 2: -inf input, finite or NaN as the reference says
+    ours, theirs = m(x)[0], ref(x)[0]
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    assert np.isnan(ours[1:, 0]).all()
+    ok = ~np.isnan(theirs)
+    np.testing.assert_allclose(ours[ok], theirs[ok], rtol=1e-4, atol=1e-4)
+
+
+def test_info_reports_the_cache_folder(nb):
+    from fastlstm.info import collect_info
+    info = collect_info()
+    assert info["numba"]["cache_dir"] == nb.CACHE_DIR
+    assert info["numba"]["threading_layer"]
