@@ -63,6 +63,9 @@ def build_parser():
                                                       "versions, threads and BLAS to FILE")
     bench.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios per config "
                                                           "(needs matplotlib)")
+    bench.add_argument("--no-first-call", action="store_true",
+                       help="skip timing the first call (compile, then cached) of JIT "
+                            "backends in fresh processes")
     bench.add_argument("--scaling", action="store_true",
                        help="instead: time against threads (1..cores, on --configs) and "
                             "against B, T, H")
@@ -124,7 +127,8 @@ def cmd_bench(args, parser):
     peers = _peers(args.compare)
     try:
         result = run_suite(args.configs, args.backends, peers, repeat, threads, progress,
-                           gemm_n=1024 if args.quick else 2048)
+                           gemm_n=1024 if args.quick else 2048,
+                           first_call=not args.no_first_call)
     except CheckFailed as exc:
         print(f"fastlstm bench: {exc}", file=sys.stderr)
         return 1

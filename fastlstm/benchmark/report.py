@@ -73,6 +73,9 @@ def format_report(result, header):
     extras = format_extras(result)
     if extras:
         parts += ["", extras]
+    if result.get("first_calls"):
+        from .first_call import format_first_calls
+        parts += ["", format_first_calls(result["first_calls"])]
     if result["notes"]:
         parts += [""] + result["notes"]
     return "\n".join(parts)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from .configs import CONFIGS
+from .first_call import JIT_BACKENDS, first_calls, pick_configs
 from .peers import make_peer, peer_status
 from .runners import FastlstmRunner, make_workload
 from .timing import BLAS_SETTLE_S, gemm_peak_gflops, interleaved_medians
@@ -26,11 +27,13 @@ def check_close(label, what, ours, ref, cfg_name, tol=1e-4):
                           f"max relative error {worst:.3g} > {tol}")
 
 
-def run_suite(config_names, backends, peers, repeat, threads, progress=print, gemm_n=2048):
+def run_suite(config_names, backends, peers, repeat, threads, progress=print, gemm_n=2048,
+              first_call=True):
     """Every figure of one `fastlstm bench` run, as a JSON-friendly dict.
 
     backends: fastlstm backend names (the NumPy reference is added when missing);
-    peers: names from peers.PEERS; ones that cannot run here become notes.
+    peers: names from peers.PEERS; ones that cannot run here become notes;
+    first_call: also time the first call of JIT backends in fresh processes.
     """
     backends = ["numpy"] + [b for b in backends if b != "numpy"]  # the reference comes first
     notes = []
@@ -64,8 +67,15 @@ def run_suite(config_names, backends, peers, repeat, threads, progress=print, ge
         for r in runners:
             rows.append(_row(cfg, r, fwd[r.label], train.get(r.label), peak))
     _add_ratios(rows, runnable_peers)
+    firsts = []
+    for b in (b for b in backends if first_call and b in JIT_BACKENDS):
+        for name in pick_configs(config_names):
+            progress(f"first call of {b} on {name} in fresh processes (compiling, then "
+                     "cached) ...")
+            firsts.append(first_calls(b, name, threads))
     return {"gemm_peak_gflops": peak, "repeat": repeat, "threads": threads, "rows": rows,
-            "notes": notes, "peers": runnable_peers, "backends": backends}
+            "notes": notes, "peers": runnable_peers, "backends": backends,
+            "first_calls": firsts}
 
 
 def _time_all(runners, repeat):
