@@ -42,11 +42,12 @@ def set_num_threads(n):
             lib.set_num_threads(1 if lib.filepath in _blas.PINNED else n)
     except ImportError:
         pass
+    if "numba" in sys.modules:  # only when a numba backend already loaded it
+        # first: starting numba's OpenMP pool resets the calling thread's OpenMP team size
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     from ._cy import load_extension
     ext = load_extension("buildinfo")
     if ext is not None:
         ext.set_threads(n)
-    if "numba" in sys.modules:  # only when a numba backend already loaded it
-        numba = sys.modules["numba"]
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     return n
