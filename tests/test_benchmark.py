@@ -65,7 +65,7 @@ def test_bench_with_both_peers_prints_their_ratios(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     path, png = tmp_path / "b.json", tmp_path / "b.png"
     assert main(["bench", "--quick", "--configs", "seed,stream", "--json", str(path),
-                 "--plot", str(png)]) == 0
+                 "--plot", str(png), "--no-first-call"]) == 0
     out = capsys.readouterr().out
     assert "torch fwd" in out and "torch fwd+bwd" in out and "onnxruntime fwd" in out
     assert "stream, per one-step call: fastlstm[numpy]" in out
@@ -81,6 +81,30 @@ def test_missing_peer_is_a_one_line_note(monkeypatch, capsys):
     monkeypatch.setattr(peers, "peer_status", lambda name: f"{name} skipped: not installed")
     from fastlstm.benchmark import suite
     monkeypatch.setattr(suite, "peer_status", peers.peer_status)
-    assert main(["bench", "--quick", "--configs", "seed", "--compare", "torch"]) == 0
+    assert main(["bench", "--quick", "--configs", "seed", "--compare", "torch",
+                 "--no-first-call"]) == 0
     out = capsys.readouterr().out
     assert out.rstrip().endswith("torch skipped: not installed")
+
+
+def test_first_call_of_a_jit_backend_is_timed_cold_and_cached(capsys, tmp_path):
+    from fastlstm import available_backends
+    if "numba" not in available_backends():
+        pytest.skip("numba is not installed here")
+    path = tmp_path / "b.json"
+    assert main(["bench", "--quick", "--configs", "seed", "--backends", "numba", "--compare",
+                 "none", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "First call in a fresh process" in out and "numba seed: compile" in out
+    (first,) = json.loads(path.read_text())["first_calls"]
+    cold, warm = first["cold"], first["warm"]
+    assert first["backend"] == "numba" and first["config"] == "seed"
+    # the cached run only loads machine code: far quicker than compiling it
+    assert warm["forward_s"] < cold["forward_s"] / 3
+    assert warm["backward_s"] < cold["backward_s"] / 3
+
+
+def test_first_call_configs_cover_both_kernel_builds():
+    from fastlstm.benchmark.first_call import pick_configs
+    assert pick_configs(list(CONFIGS)) == ["edge", "mid"]
+    assert pick_configs(["seed", "stream"]) == ["seed"]
