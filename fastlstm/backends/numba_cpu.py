@@ -22,7 +22,7 @@ import numpy as np
 from .._blas import pin_scipy_blas
 from ..threads import get_num_threads
 from .numba_kernels import entry
-from .numba_kernels.options import CACHE_DIR  # noqa: F401  (shown by fastlstm info)
+from .numba_kernels.options import CACHE_DIR, compile_settings
 
 NAME = "numba"
 _blas_guard = pin_scipy_blas()  # numba's np.dot calls scipy's BLAS from every thread
@@ -117,6 +117,22 @@ def pack_weights(w_ih, w_hh, b):
     return Packed(w_ih, w_hh, b)
 
 
+_local = threading.local()  # scratch per Python thread: concurrent calls never share it
+
+
+def scratch(n, dtype):
+    """A flat scratch array of at least n elements, kept for the next call on this thread:
+    fresh multi-megabyte buffers on every call cost page faults (7% of a mid training
+    step, measured). Holds the largest size asked for, per dtype."""
+    held = getattr(_local, "scratch", None)
+    if held is None:
+        held = _local.scratch = {}
+    a = held.get(dtype)
+    if a is None or a.size < n:
+        a = held[dtype] = np.empty(n, dtype)
+    return a
+
+
 _dense = {}
 
 
@@ -157,15 +173,21 @@ def _parallel_guard():
     return _NO_GUARD if safe else _lock
 
 
+_called = set()  # (kernel, dtype) already compiled or loaded in this process
+
+
 def _run(fn, parallel, nt, args):
-    if not parallel:
-        with _blas_guard or _NO_GUARD:
-            return fn(*args)
-    with _parallel_guard():
-        if numba.get_num_threads() != nt:
-            numba.set_num_threads(nt)
-        with _blas_guard or _NO_GUARD:
-            return fn(*args)
+    key = (fn, args[0].dtype)
+    with _blas_guard or _NO_GUARD, \
+            (_NO_GUARD if key in _called else compile_settings()):
+        if not parallel:
+            fn(*args)
+        else:
+            with _parallel_guard():
+                if numba.get_num_threads() != nt:
+                    numba.set_num_threads(nt)
+                fn(*args)
+    _called.add(key)
 
 
 class _NoGuard:
@@ -195,8 +217,9 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape, packed=N
     else:
         tg, tc, th = tape.gates, tape.c, tape.h
     fn = entry.forward_parallel if parallel else entry.forward_serial
+    work = scratch(offs[T] * 4 * H, x.dtype)
     _run(fn, parallel, nt, (x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, groups, y,
-                            h_n, c_n, tg, tc, th, tape is not None))
+                            h_n, c_n, tg, tc, th, tape is not None, work))
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_hh, db, dh0,
@@ -208,5 +231,8 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_h
     bounds, groups, wcols = packed.backward(block_width(B, backward=True), nt)
     perm, nbs, offs = sequences(T, B, lengths)
     fn = entry.backward_parallel if parallel else entry.backward_serial
+    G, I = w_ih.shape
+    work = scratch(offs[T] * G + nt * G * (I + H + 1), x.dtype)
     _run(fn, parallel, nt, (x, perm, nbs, offs, w_ih, wcols, bounds, groups, tape.gates,
-                            tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nt))
+                            tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nt,
+                            work))

@@ -19,14 +19,14 @@ from .options import JIT
 # Array copies and fills are explicit loops: numba's slice assignment compiles a
 # shape-checking error path (string formatting included) into every call site, which
 # more than doubled the cold compile time.
-@njit(inline='always', **JIT)
+@njit(**JIT)
 def copy(dst, src):
     """dst[:] = src[:] for 1-D arrays of one length."""
     for k in range(dst.shape[0]):
         dst[k] = src[k]
 
 
-@njit(inline='always', **JIT)
+@njit(**JIT)
 def zero(a):
     """a[...] = 0 for a C-contiguous array."""
     flat = a.reshape(a.size)

@@ -42,9 +42,9 @@ def _packed_input(x, perm, nbs, offs):
 
 
 @njit(**JIT)
-def _forward_setup(x, perm, nbs, offs, h0, c0, G, bounds, groups, tc, th, has_tape):
+def _forward_setup(x, perm, nbs, offs, h0, c0, G, bounds, groups, tc, th, has_tape, scratch):
     B, H = h0.shape
-    xw = np.empty(offs[x.shape[0]] * G, x.dtype)  # thread j's units: one [M, 4U_j] block
+    xw = scratch[:offs[x.shape[0]] * G]  # thread j's units: one [M, 4U_j] block
     hs = np.empty((2, B, H), x.dtype)  # h_{t-1} and h_t, in sorted row order
     cs = np.empty((B, H), x.dtype)
     for r in range(B):
@@ -77,11 +77,11 @@ def _forward_group(t, j, xp, wih_p, b_p, xw, hs, cs, whh_t, bounds, groups, zbuf
 
 @kernel(parallel=False)
 def forward_serial(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, groups, y, h_n, c_n,
-                   tg, tc, th, has_tape):
+                   tg, tc, th, has_tape, scratch):
     fpenv = flush_denormals()
     xp = _packed_input(x, perm, nbs, offs)
     xw, hs, cs, zbuf = _forward_setup(x, perm, nbs, offs, h0, c0, wih_p.shape[0], bounds,
-                                      groups, tc, th, has_tape)
+                                      groups, tc, th, has_tape, scratch)
     for t in range(x.shape[0]):
         for j in range(groups.shape[0] - 1):
             _forward_group(t, j, xp, wih_p, b_p, xw, hs, cs, whh_t, bounds, groups, zbuf, perm,
@@ -91,11 +91,11 @@ def forward_serial(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, groups
 
 @kernel(parallel=True)
 def forward_parallel(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, groups, y, h_n,
-                     c_n, tg, tc, th, has_tape):
+                     c_n, tg, tc, th, has_tape, scratch):
     fpenv = flush_denormals()
     xp = _packed_input(x, perm, nbs, offs)
     xw, hs, cs, zbuf = _forward_setup(x, perm, nbs, offs, h0, c0, wih_p.shape[0], bounds,
-                                      groups, tc, th, has_tape)
+                                      groups, tc, th, has_tape, scratch)
     for t in range(x.shape[0]):
         for j in prange(groups.shape[0] - 1):
             _forward_group(t, np.int64(j), xp, wih_p, b_p, xw, hs, cs, whh_t, bounds, groups, zbuf, perm,
@@ -104,7 +104,7 @@ def forward_parallel(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, grou
 
 
 @njit(**JIT)
-def _backward_setup(perm, dh_n, dc_n, M, G, bounds, groups):
+def _backward_setup(perm, dh_n, dc_n, M, G, bounds, groups, scratch):
     B, H = dh_n.shape
     dhs = np.empty((B, H), dh_n.dtype)  # dL/dh and dL/dc flowing back, sorted row order
     dcs = np.empty((B, H), dh_n.dtype)
@@ -112,12 +112,13 @@ def _backward_setup(perm, dh_n, dc_n, M, G, bounds, groups):
         copy(dhs[r], dh_n[perm[r]])
         copy(dcs[r], dc_n[perm[r]])
     sbuf = np.empty((groups.shape[0] - 1, B * widest(bounds)), dh_n.dtype)
-    return np.empty((M, G), dh_n.dtype), dhs, dcs, sbuf
+    return scratch[:M * G].reshape((M, G)), dhs, dcs, sbuf
 
 
 @njit(**JIT)
-def _backward_finish(x, perm, nbs, offs, th, dhs, dcs, dx, dh0, dc0, nchunks):
-    """Scatter dh0/dc0; the packed inputs and h_{t-1} rows; scratch for the chunks."""
+def _backward_finish(x, perm, nbs, offs, th, dhs, dcs, dx, dh0, dc0, nchunks, scratch):
+    """Scatter dh0/dc0; the packed inputs and h_{t-1} rows; the chunks' partial sums
+    (in scratch, after the M x G gate gradients)."""
     T, B, I = x.shape
     H = th.shape[2]
     for r in range(B):
@@ -133,8 +134,12 @@ def _backward_finish(x, perm, nbs, offs, th, dhs, dcs, dx, dh0, dc0, nchunks):
         gather_rows(th, perm, nbs, offs, hp)
         dxp = np.empty((M, I), x.dtype)
     G = 4 * H
-    return (xp, hp, dxp, np.empty((nchunks, G, I), x.dtype),
-            np.empty((nchunks, G, H), x.dtype), np.empty((nchunks, G), x.dtype))
+    a = M * G
+    b = a + nchunks * G * I
+    c = b + nchunks * G * H
+    return (xp, hp, dxp, scratch[a:b].reshape((nchunks, G, I)),
+            scratch[b:c].reshape((nchunks, G, H)),
+            scratch[c:c + nchunks * G].reshape((nchunks, G)))
 
 
 @njit(**JIT)
@@ -175,16 +180,16 @@ def _weight_grads(c, nchunks, dz, xp, hp, w_ih, dxp, pw_ih, pw_hh, pdb):
 
 @kernel(parallel=False)
 def backward_serial(x, perm, nbs, offs, w_ih, wcols, bounds, groups, tg, tc, th, dy, dh_n,
-                    dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nchunks):
+                    dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nchunks, scratch):
     fpenv = flush_denormals()
     dz, dhs, dcs, sbuf = _backward_setup(perm, dh_n, dc_n, offs[x.shape[0]], tg.shape[2],
-                                         bounds, groups)
+                                         bounds, groups, scratch)
     for t in range(x.shape[0] - 1, -2, -1):
         for j in range(groups.shape[0] - 1):
             _backward_group(t, j, bounds, groups, perm, nbs, offs, wcols, tg, tc, dy, dhs, dcs,
                             dz, sbuf)
     xp, hp, dxp, pw_ih, pw_hh, pdb = _backward_finish(x, perm, nbs, offs, th, dhs, dcs, dx,
-                                                      dh0, dc0, nchunks)
+                                                      dh0, dc0, nchunks, scratch)
     for c in range(nchunks):
         _weight_grads(c, nchunks, dz, xp, hp, w_ih, dxp, pw_ih, pw_hh, pdb)
     _backward_reduce(x, perm, nbs, offs, dxp, dx, pw_ih, pw_hh, pdb, dw_ih, dw_hh, db)
@@ -193,16 +198,16 @@ def backward_serial(x, perm, nbs, offs, w_ih, wcols, bounds, groups, tg, tc, th,
 
 @kernel(parallel=True)
 def backward_parallel(x, perm, nbs, offs, w_ih, wcols, bounds, groups, tg, tc, th, dy, dh_n,
-                      dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nchunks):
+                      dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nchunks, scratch):
     fpenv = flush_denormals()
     dz, dhs, dcs, sbuf = _backward_setup(perm, dh_n, dc_n, offs[x.shape[0]], tg.shape[2],
-                                         bounds, groups)
+                                         bounds, groups, scratch)
     for t in range(x.shape[0] - 1, -2, -1):
         for j in prange(groups.shape[0] - 1):
             _backward_group(t, np.int64(j), bounds, groups, perm, nbs, offs, wcols, tg, tc, dy, dhs, dcs,
                             dz, sbuf)
     xp, hp, dxp, pw_ih, pw_hh, pdb = _backward_finish(x, perm, nbs, offs, th, dhs, dcs, dx,
-                                                      dh0, dc0, nchunks)
+                                                      dh0, dc0, nchunks, scratch)
     for c in prange(nchunks):
         _weight_grads(np.int64(c), nchunks, dz, xp, hp, w_ih, dxp, pw_ih, pw_hh, pdb)
     _backward_reduce(x, perm, nbs, offs, dxp, dx, pw_ih, pw_hh, pdb, dw_ih, dw_hh, db)
