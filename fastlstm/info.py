@@ -109,8 +109,9 @@ def format_info(info):
         lines.append(f"compiled extension: {ext['reason']}")
     nb = info["numba"]
     if nb.get("available"):
+        cache = nb["cache_dir"] or "none (compiled in memory)"
         lines.append(f"numba: {nb['version']}  threads={nb['threads']}  "
-                     f"layer={nb['threading_layer']}  cache={nb['cache_dir'] or 'none (in memory)'}")
+                     f"layer={nb['threading_layer']}  cache={cache}")
     for lib in info["blas"]:
         lines.append("blas: " + "  ".join(f"{k}={v}" for k, v in lib.items()))
     return "\n".join(lines)

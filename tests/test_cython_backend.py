@@ -6,14 +6,13 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastlstm
-from conftest import TOL, random_problem
+from conftest import assert_backend_matches_reference, run_in_threads
 
 pytestmark = pytest.mark.skipif("cython" not in fastlstm.available_backends(),
                                 reason="the compiled extension is not built here")
@@ -29,20 +28,8 @@ def cy():
     fastlstm.set_num_threads(saved)
 
 
-def compare_with_reference(dtype, T, B, I, H, layers=1, bidir=False, lengths=None, seed=0):
-    kw = dict(num_layers=layers, bidirectional=bidir, dtype=dtype)
-    fast = fastlstm.LSTM(I, H, backend="cython", seed=seed, **kw)
-    ref = fastlstm.LSTM(I, H, backend="numpy", **kw)
-    ref.load_state_dict(fast.state_dict())
-    x, hx, weights = random_problem(fast, T, B, seed=seed + 1, with_hx=True, lengths=lengths)
-    out = []
-    for m in (fast, ref):
-        y, (h, c) = m(x, hx, lengths)
-        dx, (dh0, dc0) = m.backward(*weights)
-        out.append([y, h, c, dx, dh0, dc0] + [m.grads[k] for k in sorted(m.grads)])
-    tol = TOL[dtype]
-    for a, b in zip(*out):
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+def compare_with_reference(*args, **kwargs):
+    assert_backend_matches_reference("cython", *args, **kwargs)
 
 
 @pytest.mark.parametrize("path", ["units", "batch"])
@@ -79,21 +66,7 @@ def test_concurrent_python_threads_get_their_own_results(cy):
     models = [fastlstm.LSTM(6, 24 + 8 * i, backend="cython", seed=i).eval() for i in range(4)]
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((12, 3, 6)).astype(np.float32) for _ in models]
-    expected = [m(x)[0] for m, x in zip(models, inputs)]
-    errors, barrier = [], threading.Barrier(len(models))
-
-    def work(i):
-        barrier.wait()
-        for _ in range(30):
-            y = models[i](inputs[i])[0]
-            if not np.array_equal(y, expected[i]):
-                errors.append(i)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(models))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads) and errors == []
+    assert run_in_threads(models, inputs, 30, np.array_equal) == []
 
 
 def _child(conn):

@@ -8,14 +8,13 @@ import platform
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastlstm
-from conftest import TOL, random_problem
+from conftest import assert_backend_matches_reference, run_in_threads
 
 pytestmark = pytest.mark.skipif("numba" not in fastlstm.available_backends(),
                                 reason="numba is not installed here")
@@ -31,22 +30,8 @@ def nb():
     fastlstm.set_num_threads(saved)
 
 
-def outputs(m, x, hx, lengths, weights):
-    y, (h, c) = m(x, hx, lengths)
-    dx, (dh0, dc0) = m.backward(*weights)
-    return [y, h, c, dx, dh0, dc0] + [m.grads[k] for k in sorted(m.grads)]
-
-
-def compare_with_reference(dtype, T, B, I, H, layers=1, bidir=False, lengths=None, seed=0):
-    kw = dict(num_layers=layers, bidirectional=bidir, dtype=dtype)
-    fast = fastlstm.LSTM(I, H, backend="numba", seed=seed, **kw)
-    ref = fastlstm.LSTM(I, H, backend="numpy", **kw)
-    ref.load_state_dict(fast.state_dict())
-    x, hx, weights = random_problem(fast, T, B, seed=seed + 1, with_hx=True, lengths=lengths)
-    tol = TOL[dtype]
-    for a, b in zip(outputs(fast, x, hx, lengths, weights), outputs(ref, x, hx, lengths, weights)):
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-    assert fast.backend_used == "numba"
+def compare_with_reference(*args, **kwargs):
+    assert_backend_matches_reference("numba", *args, **kwargs)
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])
@@ -225,20 +210,8 @@ def test_concurrent_python_threads_get_their_own_results(nb):
     models = [fastlstm.LSTM(6, 24 + 8 * i, backend="numba", seed=i).eval() for i in range(4)]
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((12, 3, 6)).astype(np.float32) for _ in models]
-    expected = [m(x)[0] for m, x in zip(models, inputs)]
-    errors, barrier = [], threading.Barrier(len(models))
-
-    def work(i):
-        barrier.wait()
-        for _ in range(20):
-            if not np.allclose(models[i](inputs[i])[0], expected[i], rtol=1e-6, atol=1e-7):
-                errors.append(i)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(models))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads) and errors == []
+    same = lambda a, b: np.allclose(a, b, rtol=1e-6, atol=1e-7)  # noqa: E731
+    assert run_in_threads(models, inputs, 20, same) == []
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 MXCSR only")

@@ -9,13 +9,13 @@ bookkeeping for lengths, and picks the work split:
   "batch"  rows are split as well, for when there are fewer unit blocks than threads.
 """
 import contextlib
-import os
 import threading
 
 import numpy as np
 
 from .._blas import pin_scipy_blas
 from .._cy import load_extension
+from ._fork import in_forked_child
 from ..threads import get_num_threads
 
 NAME = "cython"
@@ -99,25 +99,12 @@ def _workspace(dtype, T, B, I, H, M, packed_rows):
 
 
 _plans = {}
-# An OpenMP team does not survive fork(): libgomp in the child still believes its worker
-# threads exist and a parallel region waits for them forever. A forked child therefore
-# runs the kernels on its own thread (spawned processes are not affected).
-_forked = False
-
-
-def _after_fork_in_child():
-    global _forked
-    _forked = True
-    _plans.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 _NO_GUARD = contextlib.nullcontext()
 
 
 def plan(T, B, H, nub):
     """(threads, unit groups) for one layer call: the path and its thread grid."""
-    key = (T == 1, B, H, nub, 1 if _forked else get_num_threads(), FORCE_PATH)
+    key = (T == 1, B, H, nub, 1 if in_forked_child() else get_num_threads(), FORCE_PATH)
     found = _plans.get(key)
     if found is None:
         found = _plans[key] = _plan(*key)

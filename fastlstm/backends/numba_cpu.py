@@ -13,7 +13,6 @@ Work split, per layer call:
   dW_ih, dW_hh, dx are GEMMs over all steps after the reverse loop (row chunks,
   partial sums added at the end).
 """
-import os
 import threading
 
 import numba
@@ -21,31 +20,23 @@ import numpy as np
 
 from .._blas import pin_scipy_blas
 from ..threads import get_num_threads
+from ._fork import in_forked_child
 from .numba_kernels import entry
-from .numba_kernels.options import CACHE_DIR, compile_settings
+from .numba_kernels.options import CACHE_DIR, compile_settings  # noqa: F401 (info shows it)
 
 NAME = "numba"
 _blas_guard = pin_scipy_blas()  # numba's np.dot calls scipy's BLAS from every thread
 
 # Below this many multiply-adds per step, the parallel build's region per step (~1.3 us)
-# and the split cost more than a second thread saves. Measured, serial vs parallel, ms
-# fwd / fwd+bwd: B=1 H=64 0.45/1.1 vs 0.90/1.9; B=1 H=128 1.15/3.0 vs 1.42/3.3; B=1
-# H=256 3.7/10.2 vs 3.9/11.1; B=16 H=128 12.0/35.2 vs 6.0/18.9. A one-step call never
-# pays for waking the team (33 vs 94 us). Tests set FORCE to "serial" or "parallel".
-MIN_PARALLEL_MACS_PER_STEP = 1 << 19
+# and the split cost more than a second thread saves. Measured with the benchmark's 30 ms
+# pause before each run, serial vs parallel, ms fwd / fwd+bwd: B=1 H=128 1.25/3.19 vs
+# 1.60/3.51; B=1 H=256 5.12/12.99 vs 3.98/10.17; B=32 H=50 1.03/2.67 vs 0.91/1.94. A
+# one-step call never pays for waking the team (33 vs 94 us). Tests set FORCE to "serial"
+# or "parallel".
+MIN_PARALLEL_MACS_PER_STEP = 1 << 18
 FORCE = None
 
 _lock = threading.Lock()  # numba's workqueue layer must not be entered twice at once
-_forked = False
-
-
-def _after_fork_in_child():
-    # numba's OpenMP layer aborts a forked child that opens a parallel region
-    global _forked
-    _forked = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 FORWARD_WIDTH = None  # tests and tuning: force a block width
@@ -156,10 +147,10 @@ def sequences(T, B, lengths):
 
 def plan(T, B, H):
     """(parallel?, threads, block width) for one layer call."""
-    nt = 1 if _forked else min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    nt = 1 if in_forked_child() else min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     parallel = nt > 1 and T > 1 and B * 4 * H * H >= MIN_PARALLEL_MACS_PER_STEP
     if FORCE is not None:
-        parallel = FORCE == "parallel" and not _forked and nt > 1
+        parallel = FORCE == "parallel" and nt > 1
     return parallel, nt if parallel else 1, block_width(B)
 
 

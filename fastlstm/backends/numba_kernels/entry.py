@@ -98,8 +98,9 @@ def forward_parallel(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, grou
                                       groups, tc, th, has_tape, scratch)
     for t in range(x.shape[0]):
         for j in prange(groups.shape[0] - 1):
-            _forward_group(t, np.int64(j), xp, wih_p, b_p, xw, hs, cs, whh_t, bounds, groups, zbuf, perm,
-                           nbs, offs, y, h_n, c_n, tg, tc, th, has_tape)
+            # an int64 index: prange's is unsigned, and a second type compiles it twice
+            _forward_group(t, np.int64(j), xp, wih_p, b_p, xw, hs, cs, whh_t, bounds, groups,
+                           zbuf, perm, nbs, offs, y, h_n, c_n, tg, tc, th, has_tape)
     restore_fpenv(fpenv)
 
 
@@ -204,8 +205,8 @@ def backward_parallel(x, perm, nbs, offs, w_ih, wcols, bounds, groups, tg, tc, t
                                          bounds, groups, scratch)
     for t in range(x.shape[0] - 1, -2, -1):
         for j in prange(groups.shape[0] - 1):
-            _backward_group(t, np.int64(j), bounds, groups, perm, nbs, offs, wcols, tg, tc, dy, dhs, dcs,
-                            dz, sbuf)
+            _backward_group(t, np.int64(j), bounds, groups, perm, nbs, offs, wcols, tg, tc, dy,
+                            dhs, dcs, dz, sbuf)
     xp, hp, dxp, pw_ih, pw_hh, pdb = _backward_finish(x, perm, nbs, offs, th, dhs, dcs, dx,
                                                       dh0, dc0, nchunks, scratch)
     for c in prange(nchunks):
