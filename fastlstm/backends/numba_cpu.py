@@ -7,12 +7,13 @@ fastlstm.set_num_threads. The kernels are in numba_kernels/ (importing this modu
 imports numba; the registry imports it only when the backend is used).
 
 Work split, per layer call:
-  the input projection x W_ih^T + b is one GEMM over all steps (split in row chunks),
-  each step's h W_hh^T and gate math run per block of hidden units (a thread owns
-  whole units: all four gate rows, so no exchange inside a step), and backward's
-  dW_ih, dW_hh, dx are GEMMs over all steps after the reverse loop (row chunks,
-  partial sums added at the end).
+  each step's h W_hh^T and gate math run per block of hidden units, and each thread
+  owns whole blocks (all four gate rows of its units, so no exchange inside a step);
+  the input projection x W_ih^T + b is hoisted out of the loop, one GEMM over all
+  steps per thread for its own units; backward's dW_ih, dW_hh and dx are GEMMs over
+  all steps after the reverse loop (row chunks, partial sums added at the end).
 """
+import contextlib
 import threading
 
 import numba
@@ -181,15 +182,7 @@ def _run(fn, parallel, nt, args):
     _called.add(key)
 
 
-class _NoGuard:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NO_GUARD = _NoGuard()
+_NO_GUARD = contextlib.nullcontext()
 
 
 def _empty3(dtype):
