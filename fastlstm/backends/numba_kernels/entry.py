@@ -1,8 +1,9 @@
 """The compiled entry points: forward and backward of one layer-direction, each in a
-serial and a parallel build. The two builds share every line of work (cell.py) and
-differ only in `range` vs `prange` over unit blocks and row chunks: the parallel one
-opens one parallel region per time step (about 1.3 us with numba's OpenMP layer, measured),
-which only pays when a step has enough work (numba_cpu.plan decides).
+serial and a parallel build. The two builds share every line of work (the helpers here
+and in cell.py) and differ only in `range` vs `prange` over the threads' groups of blocks
+and over the weight gradients' row chunks: the parallel one opens one parallel region per
+time step (about 1.3 us with numba's OpenMP layer, measured), which only pays when a step
+has enough work (numba_cpu.plan decides).
 
 Arguments (prepared by numba_cpu): perm/nbs/offs describe the packed sequences (rows
 sorted by length; nbs[t] rows active at step t; their packed rows start at offs[t]),
