@@ -146,15 +146,13 @@ def backward_block(t, j, bounds, perm, nbs, offs, tg, tc, dy, dhs, dcs, dz, sbuf
 
 
 @njit(**JIT)
-def project_chunk(xp, w_p, b_p, xw, m0, m1):
-    """xw[m0:m1] = xp[m0:m1] W^T + b: the input projection of a slice of packed rows."""
-    if m1 > m0:
-        out = xw[m0:m1]
-        np.dot(xp[m0:m1], w_p.T, out)
-        for m in range(m1 - m0):
-            row = out[m]
-            for k in range(row.shape[0]):
-                row[k] += b_p[k]
+def project(xp, w_p, b_p, out):
+    """out = xp W^T + b: the input projection of every packed row for some gate rows."""
+    np.dot(xp, w_p.T, out)
+    for m in range(out.shape[0]):
+        row = out[m]
+        for k in range(row.shape[0]):
+            row[k] += b_p[k]
 
 
 @njit(**JIT)

@@ -15,7 +15,7 @@ groups[j]:groups[j+1].
 import numpy as np
 from numba import njit, prange
 
-from .cell import (backward_block, copy, forward_block, gather_rows, project_chunk,
+from .cell import (backward_block, copy, forward_block, gather_rows, project,
                    recurrent_grad_block, sum_chunks, weight_grad_chunk, zero)
 from .fpenv import flush_denormals, restore_fpenv
 from .options import JIT, kernel
@@ -69,7 +69,7 @@ def _forward_group(t, j, xp, wih_p, b_p, xw, hs, cs, whh_t, bounds, groups, zbuf
     ug0, ug1 = bounds[groups[j]], bounds[groups[j + 1]]
     xw_j = xw[M * 4 * ug0:M * 4 * ug1].reshape((M, 4 * (ug1 - ug0)))
     if t == 0:
-        project_chunk(xp, wih_p[4 * ug0:4 * ug1], b_p[4 * ug0:4 * ug1], xw_j, 0, M)
+        project(xp, wih_p[4 * ug0:4 * ug1], b_p[4 * ug0:4 * ug1], xw_j)
     for s in range(groups[j], groups[j + 1]):
         forward_block(t, s, hs[t % 2], hs[(t + 1) % 2], cs, xw_j, 4 * ug0, whh_t, bounds,
                       zbuf[j], perm, nbs, offs, y, h_n, c_n, tg, tc, th, has_tape)
