@@ -74,6 +74,39 @@ def run_in_threads(models, inputs, rounds, same):
     return errors
 
 
+def _send_output(conn, backend, x):
+    conn.send(fastlstm.LSTM(x.shape[2], 64, backend=backend, seed=3).eval()(x)[0])
+
+
+def output_in_forked_child(backend, x, timeout):
+    """y of a fresh eval-mode LSTM(I, 64, seed=3) on x, computed in a fork()ed child
+    (fails the test if the child hangs or dies)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_send_output, args=(child, backend, x))
+    proc.start()
+    proc.join(timeout=timeout)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung")
+    assert proc.exitcode == 0
+    return parent.recv()
+
+
+def flushed_cell_state(backend, T, B):
+    """c_n of a `backend` LSTM whose zero weights halve a subnormal c0 at every step
+    (i = f = 0.5, g = 0): all zeros when the kernel flushes denormals. Also checks that
+    the caller's floating-point mode is back afterwards."""
+    tiny = np.float32(1e-39)  # subnormal in float32
+    m = fastlstm.LSTM(1, 16, backend=backend, seed=0).eval()
+    m.load_state_dict({k: np.zeros_like(v) for k, v in m.state_dict().items()})
+    hx = (np.zeros((1, B, 16), np.float32), np.full((1, B, 16), tiny, np.float32))
+    _, (_, c) = m(np.zeros((T, B, 1), np.float32), hx)
+    assert tiny * np.float32(0.5) != 0  # the caller's mode is restored
+    return c, hx
+
+
 @pytest.fixture
 def small_model():
     return fastlstm.LSTM(3, 4, seed=0, dtype="float64")

@@ -1,6 +1,5 @@
 """What only the compiled backend has: its two work splits, thread counts, concurrent
 Python threads, fork, denormal flushing, and a bounds-checked build."""
-import multiprocessing
 import os
 import platform
 import shutil
@@ -12,7 +11,8 @@ import numpy as np
 import pytest
 
 import fastlstm
-from conftest import assert_backend_matches_reference, run_in_threads
+from conftest import (assert_backend_matches_reference, flushed_cell_state,
+                      output_in_forked_child, run_in_threads)
 
 pytestmark = pytest.mark.skipif("cython" not in fastlstm.available_backends(),
                                 reason="the compiled extension is not built here")
@@ -69,43 +69,22 @@ def test_concurrent_python_threads_get_their_own_results(cy):
     assert run_in_threads(models, inputs, 30, np.array_equal) == []
 
 
-def _child(conn):
-    m = fastlstm.LSTM(8, 64, backend="cython", seed=3).eval()
-    x = np.ones((20, 4, 8), np.float32)
-    conn.send(m(x)[0])
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_works_in_a_forked_child(cy):
     fastlstm.set_num_threads(2)
-    m = fastlstm.LSTM(8, 64, backend="cython", seed=3).eval()
-    expected = m(np.ones((20, 4, 8), np.float32))[0]  # the parent's OpenMP team exists now
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child,))
-    proc.start()
-    proc.join(timeout=60)
-    if proc.is_alive():
-        proc.kill()
-        pytest.fail("the forked child hung")
-    assert proc.exitcode == 0
-    np.testing.assert_array_equal(parent.recv(), expected)
+    x = np.ones((20, 4, 8), np.float32)
+    expected = fastlstm.LSTM(8, 64, backend="cython", seed=3).eval()(x)[0]  # team exists now
+    np.testing.assert_array_equal(output_in_forked_child("cython", x, timeout=60), expected)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 MXCSR only")
 def test_denormals_are_flushed_inside_and_only_inside():
-    tiny = np.float32(1e-39)  # subnormal in float32
-    m = fastlstm.LSTM(1, 16, backend="cython", seed=0).eval()
-    m.load_state_dict({k: np.zeros_like(v) for k, v in m.state_dict().items()})
-    # all weights 0: i = f = 0.5 and g = 0, so c = c0 / 2, a subnormal unless flushed
-    hx = (np.zeros((1, 1, 16), np.float32), np.full((1, 1, 16), tiny, np.float32))
-    _, (h, c) = m(np.zeros((1, 1, 1), np.float32), hx)
-    ref = fastlstm.LSTM(1, 16, backend="numpy")
-    ref.load_state_dict(m.state_dict())
-    _, (h_ref, c_ref) = ref.eval()(np.zeros((1, 1, 1), np.float32), hx)
+    c, hx = flushed_cell_state("cython", T=1, B=1)
+    ref = fastlstm.LSTM(1, 16, backend="numpy", seed=0).eval()
+    ref.load_state_dict({k: np.zeros_like(v) for k, v in ref.state_dict().items()})
+    _, (_, c_ref) = ref(np.zeros((1, 1, 1), np.float32), hx)
     assert np.all(c_ref != 0) and np.all(np.abs(c_ref) < 1e-38)  # NumPy keeps subnormals
     assert np.all(c == 0)                                        # the kernel flushed them
-    assert tiny * np.float32(0.5) != 0  # and the caller's floating-point mode is restored
 
 
 def test_bad_internal_arguments_raise_instead_of_crashing(cy):

@@ -2,7 +2,6 @@
 thread-count changes (in-process and across cached runs), its on-disk cache folder,
 lazy import, fork, concurrent threads, denormals and NaN/inf."""
 import json
-import multiprocessing
 import os
 import platform
 import subprocess
@@ -14,11 +13,11 @@ import numpy as np
 import pytest
 
 import fastlstm
-from conftest import assert_backend_matches_reference, run_in_threads
+from conftest import (assert_backend_matches_reference, flushed_cell_state,
+                      output_in_forked_child, run_in_threads)
 
 pytestmark = pytest.mark.skipif("numba" not in fastlstm.available_backends(),
                                 reason="numba is not installed here")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -182,27 +181,14 @@ def test_importing_fastlstm_does_not_import_numba():
     assert run.stdout.strip() == "False"
 
 
-def _child(conn):
-    m = fastlstm.LSTM(8, 64, backend="numba", seed=3).eval()
-    conn.send(m(np.ones((20, 16, 8), np.float32))[0])
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_works_in_a_forked_child(nb):
     nb.FORCE = "parallel"
     fastlstm.set_num_threads(2)
-    m = fastlstm.LSTM(8, 64, backend="numba", seed=3).eval()
-    expected = m(np.ones((20, 16, 8), np.float32))[0]  # the parent's thread pool is up now
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child,))
-    proc.start()
-    proc.join(timeout=120)
-    if proc.is_alive():
-        proc.kill()
-        pytest.fail("the forked child hung")
-    assert proc.exitcode == 0
-    np.testing.assert_allclose(parent.recv(), expected, rtol=1e-5, atol=1e-6)
+    x = np.ones((20, 16, 8), np.float32)
+    expected = fastlstm.LSTM(8, 64, backend="numba", seed=3).eval()(x)[0]  # pool is up now
+    np.testing.assert_allclose(output_in_forked_child("numba", x, timeout=120), expected,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_concurrent_python_threads_get_their_own_results(nb):
@@ -218,14 +204,8 @@ def test_concurrent_python_threads_get_their_own_results(nb):
 @pytest.mark.parametrize("build", ["serial", "parallel"])
 def test_denormals_are_flushed_inside_and_only_inside(nb, build):
     nb.FORCE = build
-    tiny = np.float32(1e-39)  # subnormal in float32
-    m = fastlstm.LSTM(1, 16, backend="numba", seed=0).eval()
-    m.load_state_dict({k: np.zeros_like(v) for k, v in m.state_dict().items()})
-    # all weights 0: i = f = 0.5 and g = 0, so c = c0 / 2, a subnormal unless flushed
-    hx = (np.zeros((1, 2, 16), np.float32), np.full((1, 2, 16), tiny, np.float32))
-    _, (h, c) = m(np.zeros((3, 2, 1), np.float32), hx)
-    assert np.all(c == 0)                 # the kernel flushed them
-    assert tiny * np.float32(0.5) != 0    # and the caller's floating-point mode is restored
+    c, _ = flushed_cell_state("numba", T=3, B=2)
+    assert np.all(c == 0)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference, on inf
