@@ -74,14 +74,15 @@ def _candidates():
 
 def choose_cache_dir():
     """The folder kernels are cached in, or None for no disk cache."""
-    disabled = os.environ.get("FASTLSTM_NUMBA_CACHE_DIR") in ("", "0")
-    for base in _candidates():
-        folder = Path(base) / f"fastlstm-numba-{_source_hash()}"
+    candidates = _candidates()  # none: FASTLSTM_NUMBA_CACHE_DIR turned the cache off
+    name = f"fastlstm-numba-{_source_hash()}"
+    for base in candidates:
+        folder = Path(base) / name
         if _writable(folder):
             return str(folder)
-    if not disabled:
+    if candidates:
         warnings.warn("fastlstm: no writable folder for numba's cache (tried "
-                      f"{', '.join(map(str, _candidates()))}); kernels are compiled in every "
+                      f"{', '.join(map(str, candidates))}); kernels are compiled in every "
                       "process. Set FASTLSTM_NUMBA_CACHE_DIR to a writable folder.",
                       RuntimeWarning, stacklevel=2)
     return None
