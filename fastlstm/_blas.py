@@ -2,10 +2,11 @@
 
 The compiled kernels call BLAS from inside their own OpenMP region, each thread on its own
 slice: one level of parallelism. A BLAS with its own worker threads would fight them for
-the cores (its workers spin after each call: measured here, the edge forward went from
-0.46 ms to 8 ms). With pip wheels scipy has its own copy of OpenBLAS, separate from
-NumPy's, so pinning it to one thread leaves NumPy alone; where the two share one library
-(conda, system BLAS) it is pinned only for the duration of each kernel call instead.
+the cores: its workers keep spinning after each call, so the kernel's threads wait at every
+per-step barrier for a core, which makes a small forward an order of magnitude slower.
+With pip wheels scipy has its own copy of OpenBLAS, separate from NumPy's, so pinning it
+to one thread leaves NumPy alone; where the two share one library (conda, system BLAS)
+it is pinned only for the duration of each kernel call instead.
 """
 import os
 
@@ -41,8 +42,20 @@ class _CallGuard:
 
 
 def pin_scipy_blas():
-    """Pin scipy's own BLAS to one thread. Returns None, or, where scipy shares its BLAS,
-    the guard every kernel call must run under."""
+    """Pin the BLAS behind ``scipy.linalg.cython_blas`` to one thread.
+
+    Loads that library first (threadpoolctl only sees loaded libraries) and records the
+    pinned file paths in `PINNED`, which :func:`fastlstm.set_num_threads` then leaves at one
+    thread.
+
+    Returns
+    -------
+    _CallGuard or None
+        None when scipy has its own BLAS (now pinned for good) or when threadpoolctl is
+        not installed (nothing can be controlled). Where scipy shares its BLAS with NumPy,
+        a context manager that pins it to one thread for the duration of one kernel call
+        and restores it afterwards; every kernel call must run under it.
+    """
     try:
         import scipy.linalg.cython_blas  # noqa: F401  (loads the library to be pinned)
         controllers = _blas_controllers()

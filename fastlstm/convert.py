@@ -1,15 +1,54 @@
-"""Build an LSTM from another framework's weights, and hand weights back to it."""
+"""Build an LSTM from another framework's weights, and hand weights back to it.
+
+The model keeps one internal layout (torch's names and gate order); each framework's
+layout is translated here, at the edge, and nowhere else.
+"""
 from .api import LSTM
 from .params import from_keras_weights, to_keras_weights
 
 
 def from_keras(kernel, recurrent_kernel, bias=None, *, batch_first=True, dtype="float32",
                backend="auto"):
-    """A one-layer LSTM holding a Keras LSTM layer's weights (layer.get_weights()).
+    """A one-layer LSTM holding the weights of one Keras LSTM layer.
 
-    Keras stores kernel (input_size, 4*units) and recurrent_kernel (units, 4*units),
-    gates i, f, c, o, and one bias; bias=None for a layer built with use_bias=False.
-    batch_first defaults to True because Keras feeds (batch, steps, features).
+    ``fastlstm.from_keras(*layer.get_weights())`` gives a model whose output equals the
+    layer's (Keras' default activations: sigmoid gates, tanh cell). Keras' gate order
+    i, f, c, o is torch's i, f, g, o, so the kernels only need transposing; its single
+    bias becomes ``bias_ih`` and ``bias_hh`` is zero (only their sum enters the equations).
+
+    Parameters
+    ----------
+    kernel : array_like, shape (input_size, 4*units)
+        The layer's input weights (Keras' ``kernel``).
+    recurrent_kernel : array_like, shape (units, 4*units)
+        The layer's recurrent weights (Keras' ``recurrent_kernel``).
+    bias : array_like, shape (4*units,), optional
+        The layer's bias; None for a layer built with ``use_bias=False``, which gives
+        a model with ``bias=False``.
+    batch_first : bool, default True
+        The model's input layout; True because Keras feeds (batch, steps, features).
+    dtype : {"float32", "float64"}, default "float32"
+        The model's dtype; the weights are cast to it.
+    backend : str, default "auto"
+        The backend to run on, as for :class:`fastlstm.LSTM`.
+
+    Returns
+    -------
+    LSTM
+        A one-layer, one-direction model with ``input_size`` and ``hidden_size`` read
+        from the kernels' shapes, in training mode.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not fit together as one Keras LSTM layer's weights, or `dtype`
+        or `backend` is not one fastlstm knows.
+    TypeError
+        If a weight does not hold real numbers.
+
+    See Also
+    --------
+    to_keras : the inverse, for ``layer.set_weights``.
     """
     w_ih, w_hh, b_ih, b_hh = from_keras_weights(kernel, recurrent_kernel, bias)
     model = LSTM(w_ih.shape[1], w_hh.shape[1], bias=b_ih is not None,
@@ -22,9 +61,39 @@ def from_keras(kernel, recurrent_kernel, bias=None, *, batch_first=True, dtype="
 
 
 def to_keras(model, layer=0, reverse=False):
-    """[kernel, recurrent_kernel, bias] of one layer/direction, for Keras' layer.set_weights.
+    """The weights of one layer and direction of a model, as Keras' LSTM layer holds them.
 
-    The bias (bias_ih + bias_hh) is left out when the model has bias=False.
+    ``layer.set_weights(fastlstm.to_keras(model))`` makes a Keras ``LSTM(hidden_size)``
+    layer compute what that layer and direction of `model` computes.
+
+    Parameters
+    ----------
+    model : LSTM
+        The model to read.
+    layer : int, default 0
+        Which layer, ``0 <= layer < model.num_layers``.
+    reverse : bool, default False
+        The reverse direction of a bidirectional model instead of the forward one.
+
+    Returns
+    -------
+    list of ndarray
+        ``[kernel, recurrent_kernel, bias]``: kernel (layer's input size, 4*hidden_size),
+        recurrent_kernel (hidden_size, 4*hidden_size) and bias (4*hidden_size,) =
+        ``bias_ih + bias_hh``; without the bias when the model has ``bias=False``.
+        Copies: changing them does not change the model.
+
+    Raises
+    ------
+    TypeError
+        If `model` is not a :class:`fastlstm.LSTM`.
+    ValueError
+        If `layer` is not an int in ``0..num_layers-1``, or `reverse` is set on a model
+        that is not bidirectional.
+
+    See Also
+    --------
+    from_keras : the inverse.
     """
     if not isinstance(model, LSTM):
         raise TypeError(f"model must be a fastlstm.LSTM, got {type(model).__name__}")
@@ -41,10 +110,39 @@ def to_keras(model, layer=0, reverse=False):
 
 
 def from_torch(module, *, dtype=None, backend="auto"):
-    """An LSTM equal to a torch.nn.LSTM instance: same configuration, same weights.
+    """An LSTM equal to a ``torch.nn.LSTM``: same configuration, same weights.
 
-    torch is not imported; the module is read through its attributes and state_dict().
-    dtype defaults to the module's own (float32 or float64).
+    torch itself is not imported: the module is read through its attributes
+    (``hidden_size``, ``num_layers``, ``batch_first``, ``dropout``, ``proj_size``) and
+    its ``state_dict()``, which also gives the input size, bias and directions.
+
+    Parameters
+    ----------
+    module : torch.nn.LSTM
+        The module to copy. Later changes to it do not reach the returned model.
+    dtype : {"float32", "float64"}, optional
+        The model's dtype; by default the module's own.
+    backend : str, default "auto"
+        The backend to run on, as for :class:`fastlstm.LSTM`.
+
+    Returns
+    -------
+    LSTM
+        A model in training mode, whatever the module's mode (``.eval()`` it for
+        inference).
+
+    Raises
+    ------
+    TypeError
+        If `module` does not look like a ``torch.nn.LSTM`` (no ``state_dict``,
+        ``hidden_size`` or ``num_layers``).
+    ValueError
+        If the module has ``proj_size > 0``, or its dtype is not float32 or float64 and
+        no `dtype` is given.
+
+    See Also
+    --------
+    LSTM.from_state_dict : the same from a state dict alone.
     """
     if not all(hasattr(module, a) for a in ("state_dict", "hidden_size", "num_layers")):
         raise TypeError(f"module must be a torch.nn.LSTM, got {type(module).__name__}")

@@ -14,7 +14,14 @@ _num_threads = None
 
 
 def default_num_threads():
-    """Cores this process may run on (its CPU affinity), at least 1."""
+    """The number of cores this process may run on.
+
+    Returns
+    -------
+    int
+        The size of the process's CPU affinity set (``os.sched_getaffinity``) where the
+        platform has one, else ``os.cpu_count()``; at least 1.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -22,8 +29,19 @@ def default_num_threads():
 
 
 def get_num_threads():
-    """The thread count kernels use: the last set_num_threads(n), else every usable core
-    (asked once: it is read on every kernel call)."""
+    """The number of threads fastlstm's kernels run on.
+
+    Returns
+    -------
+    int
+        The last ``n`` given to :func:`set_num_threads`, else every core this process
+        may use (:func:`default_num_threads`, asked once and remembered, because every
+        kernel call reads it).
+
+    See Also
+    --------
+    set_num_threads
+    """
     global _num_threads
     if _num_threads is None:
         _num_threads = default_num_threads()
@@ -31,7 +49,36 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Use n threads in every kernel, BLAS call and JIT-compiled loop of fastlstm."""
+    """Run every kernel, BLAS call and JIT-compiled loop of fastlstm on `n` threads.
+
+    One count governs every level of parallelism, so that only one level runs parallel
+    at a time: the compiled kernels' OpenMP team, numba's thread pool (when a numba
+    backend has been loaded) and every pool threadpoolctl finds (NumPy's BLAS, OpenMP
+    runtimes) are set to `n`; the BLAS that SciPy ships, which the compiled kernels call
+    from their own threads, stays at one thread.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1. numba's share is capped at the size of the pool
+        numba started with (``NUMBA_NUM_THREADS``).
+
+    Returns
+    -------
+    int
+        `n`, as an int.
+
+    Raises
+    ------
+    TypeError
+        If `n` is not an int (bools are refused too).
+    ValueError
+        If `n` is less than 1.
+
+    See Also
+    --------
+    get_num_threads
+    """
     global _num_threads
     n = check.positive_int(n, "n")
     _num_threads = n
