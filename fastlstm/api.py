@@ -1,7 +1,16 @@
-"""The public LSTM: checks and converts inputs, owns every buffer, stacks layers and
-directions, handles batch_first, lengths and dropout once for all backends, and
-hands each (layer, direction) to a kernel from the backend registry.
+"""The public LSTM: checks and converts inputs, owns every buffer and the weights, stacks
+layers and directions, handles batch_first, lengths and dropout once for all backends,
+and hands each (layer, direction) to a kernel from the backend registry.
+
+A call runs in three parts: `_plan` checks and converts the inputs into one `_Plan`
+(shapes, the packed-sequence layout, training or not); `_run_layers` is the one layer
+loop, for training and inference alike; backward walks the same plan in reverse.
+Weights live in one flat array per version (`_Weights`), with everything derived from
+them (combined biases, each backend's packed layouts) cached on that version.
 """
+import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 
@@ -10,16 +19,73 @@ import numpy as np
 from . import _validate as check
 from . import backends
 from .backends.contract import Tape
-from .params import (config_from_state_dict, init_params, load_npz, param_shapes, save_npz,
-                     to_numpy)
+from .backends.sequences import packed_sequences
+from .params import (config_from_state_dict, flat_size, flat_views, init_params, layer_param_names,
+                     load_npz, param_shapes, save_npz, to_numpy)
+
+
+class PrecisionWarning(UserWarning):
+    """An input was cast to the model's dtype and lost precision (float64 into float32)."""
 
 
 class LSTM:
     """A multi-layer LSTM with torch.nn.LSTM's semantics, weights and names.
 
-    x is (T, B, input_size), or (B, T, input_size) with batch_first=True, or
-    (T, input_size) unbatched. Returns y (T, B, D*hidden_size) and (h_n, c_n),
-    each (num_layers*D, B, hidden_size), D = 2 if bidirectional else 1.
+    For each layer and time step t (gates in torch's order i, f, g, o)::
+
+        i, f, o = sigmoid(x_t W_i^T + h_{t-1} U_i^T + b_i), ... ; g = tanh(...)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+
+    Parameters
+    ----------
+    input_size : int
+        Features per time step of the input x.
+    hidden_size : int
+        Hidden units H of every layer.
+    num_layers : int, default 1
+        Stacked layers; layer k > 0 reads layer k-1's output.
+    bias : bool, default True
+        Whether the layers have biases (``bias_ih_l*`` and ``bias_hh_l*``).
+    batch_first : bool, default False
+        Whether x and y are (batch, steps, features) instead of (steps, batch, features).
+        The states h and c are (layers*directions, batch, hidden_size) either way.
+    dropout : float in [0, 1), default 0.0
+        Dropout on every layer's output but the last, in training mode only.
+    bidirectional : bool, default False
+        Whether each layer also runs backward in time; outputs are then concatenated
+        (2*hidden_size features) and states stacked per direction.
+    dtype : {"float32", "float64"}, default "float32"
+        The dtype of the weights and of every computation. Inputs (x, hx, dy, dh_n,
+        dc_n) are cast to it; a cast that loses precision (float64 data into a float32
+        model) gives a :class:`PrecisionWarning`, once per model.
+    backend : str, default "auto"
+        "auto" (the fastest backend available here, falling back case by case), or one
+        of ``fastlstm.available_backends()``: "cython", "numba", "numpy".
+    seed : int or None, default None
+        Seeds the weight initialisation (torch's: every parameter uniform in
+        [-1/sqrt(H), 1/sqrt(H)]) and the dropout masks; None draws fresh entropy.
+
+    Attributes
+    ----------
+    grads : dict of str to ndarray
+        Gradients of the last :meth:`backward`, under the names of :meth:`state_dict`:
+        views into one buffer (:attr:`flat_grads`), overwritten by each backward.
+    training : bool
+        True in training mode (the default), False after :meth:`eval`.
+    backend_used : str or None
+        The backend that ran the last forward.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an argument of the wrong type or out of range, naming the argument.
+
+    Examples
+    --------
+    >>> m = fastlstm.LSTM(16, 32, num_layers=2, batch_first=True, seed=0)
+    >>> y, (h_n, c_n) = m(np.zeros((8, 20, 16), np.float32))
+    >>> dx, (dh0, dc0) = m.backward(np.ones_like(y))
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -42,21 +108,26 @@ class LSTM:
 
         self._shapes = param_shapes(self.input_size, self.hidden_size, self.num_layers,
                                     self.bias, self.bidirectional)
+        # per layer*direction index: (weight_ih, weight_hh, bias_ih, bias_hh) names
+        self._names = [layer_param_names(k, d, self.bias) for k in range(self.num_layers)
+                       for d in range(self.num_directions)]
         init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
-        self._params = init_params(self._shapes, self.hidden_size, self.dtype, init_seq)
+        self._w = self._new_weights(init_params(self._shapes, self.hidden_size, self.dtype,
+                                                init_seq), version=0)
         self._dropout_rng = np.random.default_rng(dropout_seq)
-        self._layer_weights = None  # (w_ih, w_hh, b) per layer*direction, built on demand
-        self._pack_cache = {}  # (index, backend name) -> that backend's packed weights
-        self.grads = {name: np.zeros(shape, self.dtype) for name, shape in self._shapes.items()}
+        self.flat_grads = np.zeros(flat_size(self._shapes), self.dtype)
+        self.grads = flat_views(self.flat_grads, self._shapes)
         self.training = True
         self.backend_used = None  # name of the backend that ran the last forward
         self._tape = None
         self._last_forward = None  # "train" / "eval" / None, for backward's error message
+        self._warned_cast = False
 
-    # --- configuration and weights -------------------------------------------------------
+    # --- configuration -------------------------------------------------------------------
 
     @property
     def num_directions(self):
+        """2 for a bidirectional model, else 1."""
         return 2 if self.bidirectional else 1
 
     @property
@@ -73,22 +144,86 @@ class LSTM:
         return f"LSTM({self.input_size}, {self.hidden_size}{extra}, backend={self.backend!r})"
 
     def train(self, mode=True):
-        """Training mode: forward keeps the tape backward needs, dropout is active."""
+        """Set training mode: forward keeps the tape backward needs, dropout is active.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for inference (as :meth:`eval`).
+
+        Returns
+        -------
+        LSTM
+            The model itself, so that ``m.train()(x)`` works.
+        """
         self.training = check.boolean(mode, "mode")
         return self
 
     def eval(self):
-        """Inference mode: no tape (less memory, faster), no dropout, no backward."""
+        """Set inference mode: no tape (less memory, faster), no dropout, no backward.
+
+        Returns
+        -------
+        LSTM
+            The model itself.
+        """
         return self.train(False)
 
+    # --- weights -------------------------------------------------------------------------
+
+    def _new_weights(self, params, version):
+        """A _Weights holding `params` (any arrays of the right shapes) in one new flat array."""
+        flat = np.empty(flat_size(self._shapes), self.dtype)
+        views = flat_views(flat, self._shapes)
+        for name, view in views.items():
+            view[...] = params[name]
+        return _Weights(version, flat, views, self._names, self.hidden_size)
+
+    @property
+    def weights_version(self):
+        """A number that grows with every change of the weights (load or in-place update):
+        anything derived from the weights can be keyed on it."""
+        return self._w.version
+
+    @property
+    def flat_weights(self):
+        """Every weight, end to end in :meth:`state_dict`'s order, as one read-only 1-D view
+        (the layout of :attr:`flat_grads`). Change weights with :meth:`update_weights`."""
+        view = self._w.flat.view()
+        view.flags.writeable = False
+        return view
+
     def state_dict(self):
-        """{name: copy of the weight}, names, shapes and order exactly torch.nn.LSTM's."""
-        return {name: p.copy() for name, p in self._params.items()}
+        """The weights under torch.nn.LSTM's names.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``{name: copy of the weight}``; names, shapes and order exactly torch's
+            (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``,
+            ``..._reverse``, ...).
+        """
+        return {name: p.copy() for name, p in self._w.params.items()}
 
     def load_state_dict(self, state_dict):
-        """Replace every weight; accepts ndarrays, torch tensors or nested lists.
+        """Replace every weight.
 
         Checks everything before changing anything: on error the model is unchanged.
+        The new weights are published at once: a call running in another thread
+        finishes on the weights it started with, the next call uses the new ones.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to array_like
+            One entry per name of :meth:`state_dict`, each an ndarray, torch tensor or
+            nested list of that shape; values are cast to the model's dtype.
+
+        Raises
+        ------
+        TypeError
+            If `state_dict` is not a mapping or an entry is not numeric.
+        ValueError
+            If names are missing or unexpected, or a shape differs.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of name -> array, "
@@ -102,20 +237,57 @@ class LSTM:
             if prefixes:
                 msg += f" (strip the prefix {sorted(prefixes)[0]!r} from the names?)"
             raise ValueError(msg)
-        new = {}
+        arrays = {}
         for name, shape in self._shapes.items():
             arr = to_numpy(state_dict[name], f"state_dict[{name!r}]")
             if arr.shape != shape:
                 raise ValueError(f"state_dict[{name!r}] must have shape {shape}, got {arr.shape}")
-            new[name] = np.array(arr, dtype=self.dtype, order="C", copy=True)
-        self._params = new
-        self._weights_changed()
+            arrays[name] = arr
+        self._w = self._new_weights(arrays, self._w.version + 1)
+
+    @contextlib.contextmanager
+    def update_weights(self):
+        """Change the weights in place, at the cost of the arithmetic alone (an optimizer
+        step): a context that yields writable views of the model's own weight storage.
+
+        Everything derived from the weights (combined biases, packed layouts) is rebuilt
+        on the next call after the block ends, even if it raised. Not for a model that
+        other threads are calling meanwhile: they would see half-updated weights (use
+        :meth:`load_state_dict`, which publishes new weights at once, for that).
+
+        Yields
+        ------
+        WeightViews
+            ``{name: writable view}`` like :meth:`state_dict`, plus ``.flat``, every
+            weight end to end in one 1-D view (the layout of :attr:`flat_grads`).
+
+        Examples
+        --------
+        >>> with m.update_weights() as w:
+        ...     w.flat -= 0.01 * m.flat_grads          # one SGD step
+        """
+        w = self._w
+        try:
+            yield WeightViews(flat_views(w.flat, self._shapes), w.flat)
+        finally:
+            self._w = _Weights(w.version + 1, w.flat, w.params, self._names, self.hidden_size)
 
     @classmethod
     def from_state_dict(cls, state_dict, **kwargs):
         """An LSTM shaped by a torch.nn.LSTM state dict, holding its weights.
 
-        kwargs (batch_first, dropout, dtype, backend, ...) override what the names imply.
+        Parameters
+        ----------
+        state_dict : mapping of str to array_like
+            torch.nn.LSTM's ``state_dict()`` (tensors or arrays); input_size, hidden_size,
+            num_layers, bias and bidirectional are read from its names and shapes.
+        **kwargs
+            Other constructor arguments (batch_first, dropout, dtype, backend, seed), or
+            overrides of what the names imply.
+
+        Returns
+        -------
+        LSTM
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of name -> array, "
@@ -125,56 +297,33 @@ class LSTM:
         return model
 
     def save(self, path):
-        """Write config + weights to an .npz file (loaded by fastlstm.load, no pickle)."""
-        save_npz(path, self.config, self._params)
+        """Write the config and the weights to an .npz file, read back by :func:`load`.
 
-    def _weights_changed(self):
-        """Drop everything derived from the weights (combined biases, packed layouts)."""
-        self._layer_weights = None
-        self._pack_cache = {}
-
-    def _packed(self, index, kernel):
-        """The kernel's own layout of layer*direction `index`'s weights, packed once per
-        weights (kernels without a pack_weights get None)."""
-        pack = getattr(kernel, "pack_weights", None)
-        if pack is None:
-            return None
-        key = (index, kernel.NAME)
-        packed = self._pack_cache.get(key)
-        if packed is None:
-            packed = self._pack_cache[key] = pack(*self._weights(index))
-        return packed
-
-    def _weights(self, index):
-        """(w_ih, w_hh, b) of layer*directions index `index`, b = bias_ih + bias_hh."""
-        if self._layer_weights is None:
-            G = 4 * self.hidden_size
-            built = []
-            for k in range(self.num_layers):
-                for s in ("", "_reverse")[:self.num_directions]:
-                    p = self._params
-                    b = (p[f"bias_ih_l{k}{s}"] + p[f"bias_hh_l{k}{s}"] if self.bias
-                         else np.zeros(G, self.dtype))
-                    built.append((p[f"weight_ih_l{k}{s}"], p[f"weight_hh_l{k}{s}"], b))
-            self._layer_weights = built
-        return self._layer_weights[index]
-
-    # --- forward -------------------------------------------------------------------------
-
-    def __call__(self, x, hx=None, lengths=None):
-        return self.forward(x, hx, lengths)
-
-    def forward(self, x, hx=None, lengths=None):
-        """y, (h_n, c_n) = forward(x, hx=(h0, c0) or None, lengths=None or ints[B]).
-
-        lengths gives each sequence's true length (torch's packed sequences): steps
-        past it output zeros and leave that sequence's state untouched.
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file
+            Where to write; a path is written atomically (a temporary file, then renamed).
         """
-        if not self.training and lengths is None and self.num_directions == 1:
-            out = self._inference_fast_path(x, hx)
-            if out is not None:
-                return out
-        x = check.float_array(x, "x", self.dtype)
+        save_npz(path, self.config, self._w.params)
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def _as_model_dtype(self, value, name):
+        """value as an ndarray of the model's dtype, warning once per model when the cast
+        loses precision."""
+        if type(value) is np.ndarray and value.dtype == self.dtype:
+            return value
+        if not self._warned_cast and _wider_float(value, self.dtype):
+            self._warned_cast = True
+            warnings.warn(f"{name} has dtype {value.dtype} and is cast to this model's "
+                          f"{self.dtype.name}, losing precision (warned once per model): pass "
+                          f"{self.dtype.name} arrays, or build the model with "
+                          "dtype='float64'", PrecisionWarning, stacklevel=_user_stacklevel())
+        return check.float_array(value, name, self.dtype)
+
+    def _plan(self, x, hx, lengths):
+        """Check and convert one forward's inputs: (plan, x as (T, B, I), h0, c0)."""
+        x = self._as_model_dtype(x, "x")
         if x.ndim not in (2, 3):
             raise ValueError("x must be 3-D (seq_len, batch, input_size) — or (batch, seq_len, "
                              "input_size) with batch_first — or 2-D (seq_len, input_size), "
@@ -197,83 +346,101 @@ class LSTM:
         x = np.array(x, order="C", copy=True) if self.training else np.ascontiguousarray(x)
         if lengths is not None:
             lengths = check.lengths_array(lengths, T, B)
-        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        if hx is not None and isinstance(hx, (tuple, list)):
+            hx = tuple(self._as_model_dtype(v, f"hx[{i}] ({('h0', 'c0')[i]})")
+                       for i, v in enumerate(hx[:2])) + tuple(hx[2:])
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
         h0, c0 = check.state_pair(hx, L * D, B, H, self.dtype, unbatched)
+        seq = packed_sequences(T, B, lengths)
+        rev = _Reverser(T, B, seq.lengths) if D == 2 else None
+        return _Plan(T, B, unbatched, self.batch_first, seq, rev, self.training), x, h0, c0
 
-        train = self.training
-        rev = _Reverser(T, B, lengths) if D == 2 else None
-        h_n = np.empty((L * D, B, H), self.dtype)
-        c_n = np.empty((L * D, B, H), self.dtype)
-        records, masks = [], []
+    # --- forward -------------------------------------------------------------------------
+
+    def __call__(self, x, hx=None, lengths=None):
+        """Same as :meth:`forward`."""
+        return self.forward(x, hx, lengths)
+
+    def forward(self, x, hx=None, lengths=None):
+        """Run the model over whole sequences.
+
+        Parameters
+        ----------
+        x : array_like
+            (T, B, input_size), or (B, T, input_size) with batch_first, or (T, input_size)
+            for one unbatched sequence. Cast to the model's dtype.
+        hx : tuple (h0, c0) of array_like, optional
+            Initial states, each (num_layers*D, B, hidden_size) ((num_layers*D,
+            hidden_size) unbatched), D = 2 if bidirectional else 1. None: zeros.
+        lengths : sequence of int, optional
+            Each sequence's true length, 1..T (torch's packed sequences): steps past it
+            output zeros and leave that sequence's state untouched, and cost nothing.
+
+        Returns
+        -------
+        y : ndarray
+            Every step's output of the last layer: (T, B, D*hidden_size) (batch first with
+            batch_first; (T, D*hidden_size) unbatched).
+        (h_n, c_n) : tuple of ndarray
+            Each layer and direction's state after its last step, shaped like hx.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For inputs of the wrong type, shape or range, naming the argument.
+        """
+        plan, x, h0, c0 = self._plan(x, hx, lengths)
+        w = self._w  # one version of the weights for the whole call
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        hc = np.empty((2, LD, plan.B, H), self.dtype)
+        y, records, masks = self._run_layers(w, plan, x, h0, c0, hc[0], hc[1])
+        h_n, c_n = hc[0], hc[1]
+        if plan.unbatched:
+            y, h_n, c_n = y[:, 0], h_n[:, 0], c_n[:, 0]
+        elif plan.batch_first:
+            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        self._tape = (_ForwardTape(w, plan, records, masks, y.shape, h_n.shape)
+                      if plan.train else None)
+        self._last_forward = "train" if plan.train else "eval"
+        return y, (h_n, c_n)
+
+    def _run_layers(self, w, plan, x, h0, c0, h_n, c_n):
+        """The layer loop, for training and inference: every layer and direction on the
+        kernels. Returns the last layer's output (T, B, D*H) and, in training, each
+        layer-direction's record and the dropout masks."""
+        D, H = self.num_directions, self.hidden_size
+        shape = (plan.T, plan.B, H)
+        records = [] if plan.train else None
+        masks = []
         layer_in = x
-        for k in range(L):
+        for k in range(self.num_layers):
             outs = []
             for d in range(D):
                 idx = k * D + d
-                w_ih, w_hh, b = self._weights(idx)
-                xin = layer_in if d == 0 else rev(layer_in)
-                y = np.empty((T, B, H), self.dtype)
-                tape = Tape.empty(T, B, H, self.dtype) if train else None
-                kernel, packed = self._run_forward(idx, xin, w_ih, w_hh, b, h0[idx], c0[idx],
-                                                   lengths, y, h_n[idx], c_n[idx], tape)
-                outs.append(y if d == 0 else rev(y))
-                if train:
-                    records.append((kernel, packed, tape, xin, w_ih, w_hh))
+                xin = layer_in if d == 0 else plan.rev(layer_in)
+                y = np.empty(shape, self.dtype)
+                tape = Tape.empty(plan.T, plan.B, H, self.dtype) if plan.train else None
+                w_ih, w_hh, b = w.layer(idx)
+                kernel, packed = self._run_forward(w, idx, xin, w_ih, w_hh, b, h0[idx],
+                                                   c0[idx], plan.seq, y, h_n[idx], c_n[idx],
+                                                   tape)
+                outs.append(y if d == 0 else plan.rev(y))
+                if plan.train:
+                    records.append((kernel, packed, tape, xin))
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=2)
-            if train and self.dropout > 0 and k < L - 1:
+            if plan.train and self.dropout > 0 and k < self.num_layers - 1:
                 keep = self._dropout_rng.random(layer_in.shape) >= self.dropout
                 mask = keep.astype(self.dtype) / self.dtype.type(1 - self.dropout)
                 layer_in = layer_in * mask
                 masks.append(mask)
+        return layer_in, records, masks
 
-        y = layer_in
-        if unbatched:
-            y, h_n, c_n = y[:, 0], h_n[:, 0], c_n[:, 0]
-        elif self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
-        self._tape = _ForwardTape(records, masks, lengths, rev, unbatched, self.batch_first,
-                                  y.shape, h_n.shape) if train else None
-        self._last_forward = "train" if train else "eval"
-        return y, (h_n, c_n)
-
-    def _inference_fast_path(self, x, hx):
-        """forward() in eval mode for the common, already-valid case (an ndarray of the
-        model's dtype, time-major, state handed back by the previous call): the streamed
-        one-step loop is dominated by per-call overhead. None means: take the full path."""
-        if type(x) is not np.ndarray or x.dtype != self.dtype or x.ndim != 3 \
-                or self.batch_first or not x.flags.c_contiguous:
-            return None
-        T, B, I = x.shape
-        if I != self.input_size or T < 1 or B < 1:
-            return None
-        L, H = self.num_layers, self.hidden_size
-        if hx is None:
-            h0 = c0 = np.zeros((L, B, H), self.dtype)
-        else:
-            try:
-                h0, c0 = check.state_pair(hx, L, B, H, self.dtype, False)
-            except (TypeError, ValueError):
-                return None  # the full path raises the same error, with its context
-        hc = np.empty((2, L, B, H), self.dtype)
-        layer_in = x
-        for k in range(L):
-            y = np.empty((T, B, H), self.dtype)
-            self._run_forward(k, layer_in, *self._weights(k), h0[k], c0[k], None, y,
-                              hc[0, k], hc[1, k], None)
-            layer_in = y
-        self._tape = None
-        self._last_forward = "eval"
-        return layer_in, (hc[0], hc[1])
-
-    def _run_forward(self, idx, *args):
-        """Run forward_layer on the first kernel that handles the case.
-
-        Returns that kernel and the weights it packed for itself (or None), which its
-        backward_layer gets back.
-        """
+    def _run_forward(self, w, idx, *args):
+        """forward_layer on the first kernel that handles the case; returns that kernel
+        and the weights it packed for itself (or None), which its backward_layer gets."""
         refusals = []
         for kernel in self._kernels:
-            packed = self._packed(idx, kernel)
+            packed = w.packed(idx, kernel)
             try:
                 if packed is None:
                     kernel.forward_layer(*args)
@@ -290,10 +457,31 @@ class LSTM:
     # --- backward ------------------------------------------------------------------------
 
     def backward(self, dy, dh_n=None, dc_n=None):
-        """Gradients of the last (training-mode) forward, given dL/dy, dL/dh_n and dL/dc_n.
+        """Gradients of the last training-mode forward (backpropagation through time).
 
-        Returns dx, (dh0, dc0) shaped like x, h0 and c0, and sets self.grads
-        (overwritten, not accumulated). None for dh_n / dc_n means zeros.
+        Parameters
+        ----------
+        dy : array_like
+            dL/dy, shaped like that forward's y.
+        dh_n, dc_n : array_like, optional
+            dL/dh_n and dL/dc_n, shaped like its h_n and c_n; None means zeros.
+
+        Returns
+        -------
+        dx : ndarray
+            dL/dx, shaped like x.
+        (dh0, dc0) : tuple of ndarray
+            dL/dh0 and dL/dc0, shaped like h0 and c0.
+
+        Also sets :attr:`grads` (dL/d of every weight; overwritten, not accumulated).
+
+        Raises
+        ------
+        RuntimeError
+            If no training-mode forward ran since the model was built or last ran in eval
+            mode, or the weights were changed in place since that forward.
+        ValueError
+            If a gradient's shape differs from the forward's output.
         """
         tape = self._tape
         if tape is None:
@@ -301,82 +489,171 @@ class LSTM:
                    if self._last_forward == "eval" else "no forward() has run yet")
             raise RuntimeError(f"backward() needs a forward() in training mode first: {why}. "
                                "Call model.train() and run forward() again.")
-        H, D, L = self.hidden_size, self.num_directions, self.num_layers
-        dy = check.float_array(dy, "dy", self.dtype)
+        if tape.weights.edited_after(self._w):
+            raise RuntimeError("backward() after the weights were changed in place "
+                               "(update_weights) since the forward: run forward() again")
+        plan = tape.plan
+        L, D, H, B = self.num_layers, self.num_directions, self.hidden_size, plan.B
+        dy = self._as_model_dtype(dy, "dy")
         if dy.shape != tape.y_shape:
             raise ValueError(f"dy must have the shape of the last forward's y, {tape.y_shape}, "
                              f"got {dy.shape}")
-        if tape.unbatched:
+        if plan.unbatched:
             dy = dy[:, None, :]
-        elif tape.batch_first:
+        elif plan.batch_first:
             dy = dy.transpose(1, 0, 2)
-        T, B = dy.shape[:2]
-        grad_out = {}
-        for name, g in (("dh_n", dh_n), ("dc_n", dc_n)):
-            if g is None:
-                grad_out[name] = np.zeros((L * D, B, H), self.dtype)
-                continue
-            g = check.float_array(g, name, self.dtype)
-            if g.shape != tape.state_shape:
-                raise ValueError(f"{name} must have the shape of the last forward's h_n, "
-                                 f"{tape.state_shape}, got {g.shape}")
-            grad_out[name] = np.ascontiguousarray(g.reshape(L * D, B, H))
-        dh_n, dc_n = grad_out["dh_n"], grad_out["dc_n"]
+        dh_n = self._state_grad(dh_n, "dh_n", tape)
+        dc_n = self._state_grad(dc_n, "dc_n", tape)
 
-        grads = {}
-        dh0 = np.empty((L * D, B, H), self.dtype)
-        dc0 = np.empty((L * D, B, H), self.dtype)
-        rev = tape.rev
+        w, grads = tape.weights, self.grads
+        dhc0 = np.empty((2, L * D, B, H), self.dtype)
         d_out = dy
         for k in reversed(range(L)):
             d_in = None
             for d in range(D):
                 idx = k * D + d
-                kernel, packed, tp, xin, w_ih, w_hh = tape.records[idx]
+                kernel, packed, tp, xin = tape.records[idx]
+                w_ih, w_hh, _ = w.layer(idx)
+                n_ih, n_hh, n_bih, n_bhh = self._names[idx]
                 dy_d = d_out[:, :, d * H:(d + 1) * H]
-                dy_d = np.ascontiguousarray(dy_d) if d == 0 else rev(dy_d)
+                dy_d = np.ascontiguousarray(dy_d) if d == 0 else plan.rev(dy_d)
                 dx = np.empty_like(xin)
-                dw_ih, dw_hh = np.empty_like(w_ih), np.empty_like(w_hh)
-                db = np.empty(4 * H, self.dtype)
-                args = (tp, xin, w_ih, w_hh, dy_d, dh_n[idx], dc_n[idx], tape.lengths, dx,
-                        dw_ih, dw_hh, db, dh0[idx], dc0[idx])
+                db = grads[n_bih] if self.bias else np.empty(4 * H, self.dtype)
+                args = (tp, xin, w_ih, w_hh, dy_d, dh_n[idx], dc_n[idx], plan.seq, dx,
+                        grads[n_ih], grads[n_hh], db, dhc0[0, idx], dhc0[1, idx])
                 if packed is None:
                     kernel.backward_layer(*args)
                 else:
                     kernel.backward_layer(*args, packed=packed)
-                if d == 1:
-                    dx = rev(dx)
-                d_in = dx if d_in is None else d_in + dx
-                s = ("", "_reverse")[d]
-                grads[f"weight_ih_l{k}{s}"] = dw_ih
-                grads[f"weight_hh_l{k}{s}"] = dw_hh
                 if self.bias:  # b = bias_ih + bias_hh, so both get db
-                    grads[f"bias_ih_l{k}{s}"] = db
-                    grads[f"bias_hh_l{k}{s}"] = db.copy()
+                    grads[n_bhh][...] = db
+                if d == 1:
+                    dx = plan.rev(dx)
+                d_in = dx if d_in is None else d_in + dx
             if k > 0 and tape.masks:
                 d_in = d_in * tape.masks[k - 1]
             d_out = d_in
-        self.grads = {name: grads[name] for name in self._shapes}
 
-        dx = d_out
-        if tape.unbatched:
+        dx, dh0, dc0 = d_out, dhc0[0], dhc0[1]
+        if plan.unbatched:
             return dx[:, 0], (dh0[:, 0], dc0[:, 0])
-        if tape.batch_first:
+        if plan.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, (dh0, dc0)
+
+    def _state_grad(self, g, name, tape):
+        """dh_n or dc_n as a contiguous (L*D, B, H) array; zeros for None."""
+        LD, B, H = self.num_layers * self.num_directions, tape.plan.B, self.hidden_size
+        if g is None:
+            return np.zeros((LD, B, H), self.dtype)
+        g = self._as_model_dtype(g, name)
+        if g.shape != tape.state_shape:
+            raise ValueError(f"{name} must have the shape of the last forward's h_n, "
+                             f"{tape.state_shape}, got {g.shape}")
+        return np.ascontiguousarray(g.reshape(LD, B, H))
+
+
+class WeightViews(dict):
+    """{name: writable view of a weight} plus `flat`, all weights in one 1-D view."""
+
+    def __init__(self, views, flat):
+        super().__init__(views)
+        self.flat = flat
+
+
+def _wider_float(value, dtype):
+    """True when `value` (an array or tensor) holds floats wider than `dtype`."""
+    dt = getattr(value, "dtype", None)
+    if dt is None:
+        return False
+    try:
+        dt = np.dtype(dt)
+    except TypeError:  # a torch dtype: torch.float64
+        name = str(dt).rsplit(".", 1)[-1]
+        return name in ("float64", "double") and dtype.itemsize < 8
+    return dt.kind == "f" and dt.itemsize > dtype.itemsize
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel():
+    """warnings.warn's stacklevel that points at the first caller outside fastlstm."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class _Weights:
+    """One version of the weights and everything derived from them: combined biases and
+    each backend's packed layouts, built on first use.
+
+    A new version is a new object, published by one assignment: a call holds the
+    version it started with to the end, and a layout packed from old weights can only
+    land in the old version's cache, never in the new one's.
+    """
+
+    __slots__ = ("version", "flat", "params", "_names", "_H", "_layers", "_packed")
+
+    def __init__(self, version, flat, params, names, hidden_size):
+        self.version = version
+        self.flat = flat  # every weight end to end; `params` are views into it
+        self.params = params
+        self._names = names
+        self._H = hidden_size
+        self._layers = [None] * len(names)
+        self._packed = {}
+
+    def edited_after(self, current):
+        """Whether `current` shares this version's storage and was edited in place since."""
+        return current is not self and current.flat is self.flat
+
+    def layer(self, idx):
+        """(w_ih, w_hh, b) of layer*direction `idx`, b = bias_ih + bias_hh."""
+        found = self._layers[idx]
+        if found is None:
+            n_ih, n_hh, n_bih, n_bhh = self._names[idx]
+            p = self.params
+            b = (p[n_bih] + p[n_bhh] if n_bih is not None
+                 else np.zeros(4 * self._H, self.flat.dtype))
+            found = self._layers[idx] = (p[n_ih], p[n_hh], b)
+        return found
+
+    def packed(self, idx, kernel):
+        """The kernel's own layout of layer*direction `idx`, packed once per version
+        (None for a kernel without pack_weights)."""
+        pack = getattr(kernel, "pack_weights", None)
+        if pack is None:
+            return None
+        key = (idx, kernel.NAME)
+        found = self._packed.get(key)
+        if found is None:
+            found = self._packed[key] = pack(*self.layer(idx))
+        return found
+
+
+class _Plan:
+    """One call's shape and layout, shared by its forward and its backward."""
+
+    __slots__ = ("T", "B", "unbatched", "batch_first", "seq", "rev", "train")
+
+    def __init__(self, T, B, unbatched, batch_first, seq, rev, train):
+        self.T, self.B = T, B
+        self.unbatched, self.batch_first = unbatched, batch_first
+        self.seq = seq      # the packed-sequence layout every kernel takes
+        self.rev = rev      # the backward direction's time reversal, or None
+        self.train = train
 
 
 class _ForwardTape:
     """Everything backward needs from one training-mode forward."""
 
-    def __init__(self, records, masks, lengths, rev, unbatched, batch_first, y_shape,
-                 state_shape):
-        self.records = records  # per layer*direction: (kernel, packed, Tape, x_in, w_ih, w_hh)
+    def __init__(self, weights, plan, records, masks, y_shape, state_shape):
+        self.weights = weights  # the _Weights version the forward ran on
+        self.plan = plan
+        self.records = records  # per layer*direction: (kernel, packed, Tape, x_in)
         self.masks = masks      # dropout masks applied to each layer's output but the last
-        self.lengths = lengths
-        self.rev = rev
-        self.unbatched = unbatched
-        self.batch_first = batch_first
         self.y_shape = y_shape
         self.state_shape = state_shape
 
@@ -403,7 +680,27 @@ class _Reverser:
 
 
 def load(path, backend="auto"):
-    """An LSTM from a file written by LSTM.save (config + weights, no pickle)."""
+    """An LSTM from a file written by :meth:`LSTM.save` (config and weights, no pickle).
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file
+        The .npz file.
+    backend : str, default "auto"
+        The backend the loaded model runs on, as for :class:`LSTM`.
+
+    Returns
+    -------
+    LSTM
+        The saved model, in training mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        If `path` does not exist.
+    ValueError
+        If the file is not a fastlstm model file, or its config and weights disagree.
+    """
     config, weights = load_npz(path)
     try:
         model = LSTM(**config, backend=backend)

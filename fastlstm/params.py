@@ -11,9 +11,23 @@ import zipfile
 
 import numpy as np
 
+DIRECTION_SUFFIXES = ("", "_reverse")  # direction 0 runs forward in time, 1 backward
 FORMAT_NAME = "fastlstm"
 FORMAT_VERSION = 1
 CONFIG_KEY = "__fastlstm__"
+
+
+def param_name(kind, layer, direction):
+    """torch's name of one parameter: kind is weight_ih, weight_hh, bias_ih or bias_hh."""
+    return f"{kind}_l{layer}{DIRECTION_SUFFIXES[direction]}"
+
+
+def layer_param_names(layer, direction, bias):
+    """(weight_ih, weight_hh, bias_ih, bias_hh) names of one layer and direction; the
+    bias names are None without bias."""
+    kinds = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if bias else ())
+    names = tuple(param_name(kind, layer, direction) for kind in kinds)
+    return names + (None, None) if not bias else names
 
 
 def param_shapes(input_size, hidden_size, num_layers, bias, bidirectional):
@@ -23,13 +37,29 @@ def param_shapes(input_size, hidden_size, num_layers, bias, bidirectional):
     shapes = {}
     for k in range(num_layers):
         in_k = input_size if k == 0 else D * H
-        for s in ("", "_reverse")[:D]:
-            shapes[f"weight_ih_l{k}{s}"] = (G, in_k)
-            shapes[f"weight_hh_l{k}{s}"] = (G, H)
+        for d in range(D):
+            w_ih, w_hh, b_ih, b_hh = layer_param_names(k, d, bias)
+            shapes[w_ih] = (G, in_k)
+            shapes[w_hh] = (G, H)
             if bias:
-                shapes[f"bias_ih_l{k}{s}"] = (G,)
-                shapes[f"bias_hh_l{k}{s}"] = (G,)
+                shapes[b_ih] = (G,)
+                shapes[b_hh] = (G,)
     return shapes
+
+
+def flat_views(flat, shapes):
+    """{name: view of `flat`}: the parameters laid end to end in `shapes`' order, each a
+    C-contiguous view into the one flat array (so an optimizer can work on `flat`)."""
+    views, start = {}, 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        views[name] = flat[start:start + size].reshape(shape)
+        start += size
+    return views
+
+
+def flat_size(shapes):
+    return sum(int(np.prod(shape)) for shape in shapes.values())
 
 
 def init_params(shapes, hidden_size, dtype, seed):
@@ -120,7 +150,7 @@ def config_from_state_dict(state):
         raise ValueError("weight_ih_l0 and weight_hh_l0 must be 2-D, "
                          f"got shapes {w_ih.shape} and {w_hh.shape}")
     num_layers = 0
-    while f"weight_ih_l{num_layers}" in state:
+    while param_name("weight_ih", num_layers, 0) in state:
         num_layers += 1
     return dict(input_size=int(w_ih.shape[1]), hidden_size=int(w_hh.shape[1]),
                 num_layers=num_layers, bias="bias_ih_l0" in state,

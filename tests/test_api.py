@@ -1,4 +1,6 @@
 """The public API's behaviour: shapes, modes, state dicts, dropout, stepping, threads."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -145,7 +147,7 @@ def test_accepts_non_contiguous_and_other_dtypes():
     np.testing.assert_allclose(m(x.astype(np.float16))[0], m(x.astype(np.float16)
                                                                   .astype(np.float64))[0])
     assert m(np.ones((5, 2, 3), dtype=np.int32))[0].dtype == np.float64
-    m(x.tolist())  # nested lists too
+    np.testing.assert_array_equal(m(x.tolist())[0], y)  # nested lists too
 
 
 def test_nan_propagates():
@@ -223,3 +225,107 @@ def test_import_does_not_load_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- dtype rule: inputs are cast to the model's dtype, with a warning when that loses precision
+
+
+def test_narrowing_cast_warns_once_per_model():
+    m = fastlstm.LSTM(3, 4, seed=0)
+    x64 = np.random.default_rng(0).standard_normal((5, 2, 3))
+    with pytest.warns(fastlstm.PrecisionWarning, match="x has dtype float64 .* float32"):
+        y = m(x64)[0]
+    np.testing.assert_array_equal(y, m(x64.astype(np.float32))[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m(x64)  # once per model: not again
+        m.backward(np.ones(y.shape))  # nor for dy
+        fastlstm.LSTM(3, 4, dtype="float64")(x64.astype(np.float32))  # widening: exact
+        fastlstm.LSTM(3, 4)(np.ones((5, 2, 3), np.int16))  # small ints are exact
+    with pytest.warns(fastlstm.PrecisionWarning, match=r"hx\[0\] \(h0\)"):
+        fastlstm.LSTM(3, 4)(x64.astype(np.float32), (np.zeros((1, 2, 4)), np.zeros((1, 2, 4))))
+
+
+def test_narrowing_warning_points_at_the_callers_line():
+    m = fastlstm.LSTM(3, 4)
+    with pytest.warns(fastlstm.PrecisionWarning) as record:
+        m(np.zeros((2, 1, 3)))
+    assert record[0].filename == __file__
+
+
+# --- weights: versions, in-place updates, atomic publication
+
+
+@pytest.mark.parametrize("backend", fastlstm.available_backends())
+def test_update_weights_in_place_equals_loading_the_same_weights(backend):
+    m = fastlstm.LSTM(3, 5, num_layers=2, bidirectional=True, backend=backend, seed=0)
+    ref = fastlstm.LSTM(3, 5, num_layers=2, bidirectional=True, backend=backend)
+    x = np.random.default_rng(1).standard_normal((4, 2, 3)).astype(np.float32)
+    y, _ = m(x)  # packs the weights for this version
+    m.backward(np.ones_like(y))
+    v = m.weights_version
+    expected = {k: w - 0.5 * m.grads[k] for k, w in m.state_dict().items()}
+    with m.update_weights() as w:
+        assert np.shares_memory(w.flat, m.flat_weights)
+        assert np.shares_memory(w["weight_hh_l1_reverse"], w.flat)
+        w.flat -= 0.5 * m.flat_grads  # grads views are laid out like the weights
+    assert m.weights_version == v + 1
+    for k, want in expected.items():
+        np.testing.assert_array_equal(m.state_dict()[k], want)
+    ref.load_state_dict(expected)
+    np.testing.assert_array_equal(m(x)[0], ref(x)[0])  # no stale packed layout served
+
+
+def test_grads_are_views_of_flat_grads_in_state_dict_order():
+    m = fastlstm.LSTM(3, 4, num_layers=2, seed=0)
+    y, _ = m(np.ones((2, 3, 3), np.float32))
+    m.backward(np.ones_like(y))
+    assert list(m.grads) == list(m.state_dict())
+    flat = np.concatenate([g.ravel() for g in m.grads.values()])
+    np.testing.assert_array_equal(flat, m.flat_grads)
+    assert all(np.shares_memory(g, m.flat_grads) for g in m.grads.values())
+
+
+def test_flat_weights_is_read_only_and_version_grows_on_load():
+    m = fastlstm.LSTM(3, 4, seed=0)
+    with pytest.raises(ValueError, match="read-only"):
+        m.flat_weights[0] = 1.0
+    v = m.weights_version
+    m.load_state_dict(m.state_dict())
+    assert m.weights_version == v + 1
+
+
+def test_update_weights_bumps_the_version_even_when_the_block_raises():
+    m = fastlstm.LSTM(3, 4, seed=0)
+    x = np.ones((2, 1, 3), np.float32)
+    m.eval()
+    y0 = m(x)[0]
+    with pytest.raises(KeyError):
+        with m.update_weights() as w:
+            w["weight_hh_l0"][:] = 0
+            raise KeyError("optimizer failed half way")
+    assert not np.array_equal(m(x)[0], y0)  # what was written is what runs
+
+
+def test_backward_after_an_in_place_update_raises():
+    m = fastlstm.LSTM(3, 4, seed=0)
+    y, _ = m(np.ones((2, 1, 3), np.float32))
+    with m.update_weights() as w:
+        w.flat *= 2
+    with pytest.raises(RuntimeError, match="changed in place"):
+        m.backward(np.ones_like(y))
+
+
+def test_a_layout_packed_from_old_weights_never_serves_new_ones():
+    # the thread race of check-then-set caches, made deterministic: a call that started
+    # on the old weights finishes (and caches) on them; the new version is untouched
+    m = fastlstm.LSTM(3, 4, seed=0).eval()
+    x = np.random.default_rng(0).standard_normal((3, 2, 3)).astype(np.float32)
+    old = m._w
+    new_sd = {k: -v for k, v in m.state_dict().items()}
+    m.load_state_dict(new_sd)
+    for kernel in m._kernels:
+        old.packed(0, kernel)  # the late call of another thread, on the old version
+    ref = fastlstm.LSTM(3, 4).eval()
+    ref.load_state_dict(new_sd)
+    np.testing.assert_array_equal(m(x)[0], ref(x)[0])
