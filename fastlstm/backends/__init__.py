@@ -48,7 +48,15 @@ def backend_status():
 
 
 def available_backends():
-    """Names of the backends that can run here, in the order "auto" tries them."""
+    """The backends that can run here, in the order ``backend="auto"`` tries them.
+
+    Returns
+    -------
+    list of str
+        From "cython" (the compiled kernels, when the extension was built), "numba"
+        (when numba imports) and "numpy" (the reference, always there), fastest first.
+        ``fastlstm info`` says why any other is unavailable.
+    """
     status = backend_status()
     return [name for name in AUTO_ORDER if not status[name]]
 
