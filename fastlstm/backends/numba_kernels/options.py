@@ -4,19 +4,20 @@ JIT: the options every kernel and helper shares. error_model="numpy" because num
 default ("python") guards every float division with a ZeroDivisionError check, which
 stops the loop vectoriser; IEEE division (inf/NaN) is what the reference does anyway.
 The only fast-math flag is "contract" (a * b + c as one fused multiply-add: one rounding
-fewer, gate math 25% faster, measured); none that assumes no NaN or inf, which must
-propagate exactly as in the reference.
+fewer and faster gate math); none that assumes no NaN or inf, which must propagate
+exactly as in the reference.
 
 The cache: compiling forward+backward takes seconds, so the entry points are cached on
-disk. numba by default writes next to the source (site-packages/.../__pycache__) or
-into ~/.cache/numba, and raises at import when neither is writable (a read-only
-site-packages and HOME, as on some edge images). We pick the folder ourselves, first
-writable of:
-  $FASTLSTM_NUMBA_CACHE_DIR (empty or "0": no disk cache at all)
+disk. numba by default writes next to the source, i.e. into the installed package, and
+a package must never write into its own install folder: it is read-only on many edge
+images and system installs, and what is written there outlives `pip uninstall` (a later
+`pip install -e .` then finds a site-packages/fastlstm/ holding only the cache, which
+Python imports as a namespace package that shadows the real one). So we pick the folder
+ourselves, the first writable of:
+  $FASTLSTM_NUMBA_CACHE_DIR (alone when set; empty or "0": no disk cache at all)
   $NUMBA_CACHE_DIR
-  <this folder>/__pycache__
-  $XDG_CACHE_HOME/fastlstm or ~/.cache/fastlstm
-  <temp dir>/fastlstm-numba-<uid>
+  the per-user cache folder (user_cache_dir(): ~/.cache/fastlstm and the like)
+  <temp dir>/fastlstm-numba-<uid>, when it is ours and only we can write to it
 and fall back to compiling in memory with a warning. Cached code of one version of the
 kernel sources lives in its own subfolder (a hash of every file here): numba only
 checks the file a cached function is defined in, not the helpers it inlined.
@@ -24,6 +25,8 @@ checks the file a cached function is defined in, not the helpers it inlined.
 import contextlib
 import hashlib
 import os
+import stat
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,7 +35,7 @@ import numba
 from numba.core import config as numba_config
 
 JIT = dict(error_model="numpy", nogil=True, fastmath={"contract"})
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # read (hashed), never written
 
 
 def _source_hash():
@@ -52,37 +55,73 @@ def _writable(folder):
         return False
 
 
-def _user_cache_home():
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg) if xdg else Path.home() / ".cache"
+def user_cache_dir(app="fastlstm"):
+    """The per-user cache folder of `app` by the platform's convention.
+
+    Linux and other Unix: $XDG_CACHE_HOME/app, else ~/.cache/app (the XDG base directory
+    spec, which ignores a relative $XDG_CACHE_HOME); macOS: ~/Library/Caches/app;
+    Windows: %LOCALAPPDATA%\\app\\Cache. The same answers as platformdirs, without the
+    dependency. Raises RuntimeError when there is no home folder to put it in.
+    """
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        base = Path(local) if local else Path.home() / "AppData" / "Local"
+        return base / app / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / app
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / app
+
+
+def _private_temp_dir():
+    """<temp dir>/fastlstm-numba-<uid>, or None when another user owns it or can write to
+    it: numba runs the machine code it finds in its cache, so a folder someone else
+    controls in a shared /tmp would run their code."""
+    if not hasattr(os, "getuid"):  # Windows: the temp folder is per user already
+        return Path(tempfile.gettempdir()) / "fastlstm-numba"
+    folder = Path(tempfile.gettempdir()) / f"fastlstm-numba-{os.getuid()}"
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+    except OSError:
+        return None
+    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        return None
+    return folder
 
 
 def _candidates():
+    """Cache folders in order of preference (lazily: the temp folder is made only when
+    it is needed)."""
     own = os.environ.get("FASTLSTM_NUMBA_CACHE_DIR")
     if own is not None:
-        return [own] if own not in ("", "0") else []
-    found = [numba_config.CACHE_DIR] if numba_config.CACHE_DIR else []
-    found.append(HERE / "__pycache__")
+        if own not in ("", "0"):
+            yield own
+        return
+    if numba_config.CACHE_DIR:
+        yield numba_config.CACHE_DIR
     try:
-        found.append(_user_cache_home() / "fastlstm")
-    except RuntimeError:  # no home directory
+        yield user_cache_dir()
+    except RuntimeError:  # no home folder
         pass
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    found.append(Path(tempfile.gettempdir()) / f"fastlstm-numba-{uid}")
-    return found
+    temp = _private_temp_dir()
+    if temp is not None:
+        yield temp
 
 
 def choose_cache_dir():
     """The folder kernels are cached in, or None for no disk cache."""
-    candidates = _candidates()  # none: FASTLSTM_NUMBA_CACHE_DIR turned the cache off
     name = f"fastlstm-numba-{_source_hash()}"
-    for base in candidates:
+    tried = []
+    for base in _candidates():
         folder = Path(base) / name
         if _writable(folder):
             return str(folder)
-    if candidates:
+        tried.append(str(base))
+    if os.environ.get("FASTLSTM_NUMBA_CACHE_DIR") not in ("", "0"):  # not turned off
         warnings.warn("fastlstm: no writable folder for numba's cache (tried "
-                      f"{', '.join(map(str, candidates))}); kernels are compiled in every "
+                      f"{', '.join(tried) or 'none'}); kernels are compiled in every "
                       "process. Set FASTLSTM_NUMBA_CACHE_DIR to a writable folder.",
                       RuntimeWarning, stacklevel=2)
     return None
@@ -90,11 +129,10 @@ def choose_cache_dir():
 
 CACHE_DIR = choose_cache_dir()
 
-# LLVM settings while our kernels compile: -O2 instead of numba's -O3, the SLP vectoriser
-# off (numba's default; the kernels rely on the loop vectoriser, which stays on). Measured
-# with copies not force-inlined: a cold forward+backward of the parallel build in 18.6-22.4 s
-# instead of 23.6-25.9 s, same run times within this machine's noise (mid 15.0 vs 14.7 ms
-# forward, large 139 vs 133 ms).
+# LLVM settings while our kernels compile: -O2 instead of numba's -O3 and the SLP
+# vectoriser off (numba's default). The kernels' speed comes from the loop vectoriser,
+# which -O2 keeps; -O3's extra passes cost a quarter of the compile time and buy nothing
+# on these loops.
 COMPILE_SETTINGS = {"OPT": 2, "SLP_VECTORIZE": False}
 
 
