@@ -11,8 +11,9 @@
  *
  * Rows are in "sorted" order (by length, longest first: the caller's perm maps sorted row
  * r to batch row perm[r]); at step t the active rows are r < bs[t] and row r of step t
- * lives at zrow = off[t] + r of the packed (sequence-step) arrays. Steps past a length
- * are skipped, not masked.
+ * lives at zrow = off[t] + r of the packed (sequence-step) arrays, off[T] = M of them:
+ * perm, bs and off are fastlstm/backends/sequences.py's perm, batch_sizes and offsets, or
+ * all NULL for a dense batch. Steps past a length are skipped, not masked.
  *
  * Shape letters: T steps, B batch, H hidden, G = 4H, VL vector lanes, NUB = ceil(H/VL)
  * unit blocks. Packed layouts (built by the adapter, once per weights):

@@ -5,7 +5,8 @@
 # Backward: the fused reverse recurrence writes dz for every step, then three GEMMs:
 #           dx = dz W_ih, dW_ih = dz^T x, dW_hh = dz^T h_{t-1}; db = column sums of dz.
 # With lengths, the real (step, row) pairs are packed time-major, longest rows first
-# (torch's PackedSequence layout): M = sum(lengths) rows, and padding costs nothing.
+# (torch's PackedSequence layout, fastlstm/backends/sequences.py, taken as it is):
+# M = sum(lengths) rows, and padding costs nothing.
 # Every GEMM is row-major through scipy's BLAS, operands swapped, so nothing is copied, and
 # runs inside the kernels' own OpenMP region, each thread on its slice (BLAS single-threaded).
 # The adapter (fastlstm/backends/cython_cpu.py) packs the weights and owns the scratch
@@ -84,26 +85,6 @@ cdef void *_data(arr, Py_ssize_t n, itemsize, what) except NULL:
     return <void *><size_t>arr.ctypes.data
 
 
-cdef class Sequences:
-    """Packed-sequence bookkeeping of one lengths vector (intp[B], values in 1..T).
-
-    perm sorts rows longest first (stably); at step t the sorted rows r < bs[t] are
-    real and live at packed row off[t] + r; steps[r] is sorted row r's length.
-    """
-    cdef readonly object perm, bs, off, steps  # int32[B], int32[T], intp[T], int32[B]
-    cdef readonly Py_ssize_t M                   # real (step, row) pairs = sum(lengths)
-
-    def __init__(self, lengths, int T):
-        lengths = np.asarray(lengths, dtype=np.intp)
-        if lengths.ndim != 1 or lengths.shape[0] < 1 or lengths.min() < 1 or lengths.max() > T:
-            raise ValueError(f"lengths must be a non-empty 1-D array of values in 1..{T}")
-        self.perm = np.argsort(-lengths, kind="stable").astype(np.int32)
-        self.steps = lengths[self.perm].astype(np.int32)
-        self.bs = (self.steps[None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.int32)
-        self.off = np.concatenate([[0], np.cumsum(self.bs[:-1])]).astype(np.intp)
-        self.M = int(self.bs.sum())
-
-
 cdef class PackedWeights:
     """One layer-direction's weights in the kernels' layouts (see lstm_cpu.h).
 
@@ -179,33 +160,52 @@ cdef class Workspace:
         return self
 
 
-cdef int _check_call(PackedWeights pw, Workspace ws, Sequences seq, int T, int B, int I,
-                     int H, Py_ssize_t itemsize) except -1:
-    """The weights, the workspace and the lengths bookkeeping were made for this call."""
-    cdef Py_ssize_t M = <Py_ssize_t>T * B if seq is None else seq.M
+cdef int _check_call(PackedWeights pw, Workspace ws, seq, int T, int B, int I, int H,
+                     Py_ssize_t itemsize) except -1:
+    """The weights, the workspace and the packed-sequence layout were made for this call."""
     if pw.itemsize != itemsize or pw.n_in != I or pw.H != H:
         raise ValueError(f"lstm_cpu: packed weights are for I={pw.n_in}, H={pw.H}, "
                          f"{pw.itemsize}-byte floats; the call has I={I}, H={H}, {itemsize}")
+    if seq.T != T or seq.B != B:
+        raise ValueError(f"lstm_cpu: the packed sequences are for T={seq.T}, B={seq.B}; "
+                         f"the call has T={T}, B={B}")
     if (ws.itemsize != itemsize or ws.T != T or ws.B != B or ws.n_in != I or ws.H != H
-            or ws.M != M or (seq is not None and ws.xp == NULL)):
+            or ws.M != seq.M or ws.packed_rows != (not seq.dense)):
         raise ValueError("lstm_cpu: the workspace was made for another call shape")
-    if seq is not None and (seq.perm.shape[0] != B or seq.bs.shape[0] != T):
-        raise ValueError("lstm_cpu: the lengths bookkeeping was made for another T or B")
     return 0
 
 
-def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Sequences seq,
+cdef int _sequence_arrays(seq, const int **perm, const int **bs, const ptrdiff_t **off,
+                          const int **steps) except -1:
+    """Pointers to seq's arrays, checked; all NULL for a dense batch, whose rows need no
+    gathering (the kernels then take every row at every step)."""
+    cdef const int[::1] p, b, s
+    cdef const ptrdiff_t[::1] o
+    if seq.dense:
+        perm[0] = bs[0] = steps[0] = NULL
+        off[0] = NULL
+        return 0
+    p, b, o, s = seq.perm, seq.batch_sizes, seq.offsets, seq.steps
+    if (p.shape[0] != seq.B or s.shape[0] != seq.B or b.shape[0] != seq.T
+            or o.shape[0] != seq.T + 1):
+        raise ValueError("lstm_cpu: the packed-sequence arrays do not match its T and B")
+    # seq keeps the arrays alive for the whole call
+    perm[0], bs[0], off[0], steps[0] = &p[0], &b[0], &o[0], &s[0]
+    return 0
+
+
+def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, seq,
             floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
             floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
             PackedWeights pw, Workspace ws, int tu, int nthreads):
-    """One layer forward. gates/tc/th: the tape, or None in inference."""
+    """One layer forward. seq: the PackedSequences of (T, B); gates/tc/th: the tape, or
+    None in inference."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h0.shape[1]
     cdef int r, o
-    cdef int[::1] perm, bs, steps
-    cdef ptrdiff_t[::1] off
-    cdef int *bs_p = NULL
-    cdef int *perm_p = NULL
-    cdef ptrdiff_t *off_p = NULL
+    cdef const int *bs_p
+    cdef const int *perm_p
+    cdef const int *steps_p
+    cdef const ptrdiff_t *off_p
     cdef floating *src = &x[0, 0, 0]
     cdef floating *gates_p = NULL
     cdef floating *tc_p = NULL
@@ -223,9 +223,7 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Seq
                 or th is None or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H):
             raise ValueError("lstm_cpu.forward: tape shapes do not match x and h0")
         gates_p, tc_p, th_p = &gates[0, 0, 0], &tc[0, 0, 0], &th[0, 0, 0]
-    if seq is not None:
-        perm, bs, off, steps = seq.perm, seq.bs, seq.off, seq.steps
-        perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
+    _sequence_arrays(seq, &perm_p, &bs_p, &off_p, &steps_p)
     with nogil:
         if perm_p != NULL:
             gather_rows(<floating *>ws.xp, src, T, B, I, bs_p, off_p, perm_p)
@@ -247,25 +245,24 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, Seq
                              gates_p, tc_p, th_p, tu, nthreads)
         for r in range(B):  # a row's last h is in the buffer its last step wrote
             o = perm_p[r] if perm_p != NULL else r
-            memcpy(&h_n[o, 0], hbuf + ((steps[r] if perm_p != NULL else T) & 1) * B * H + r * H,
+            memcpy(&h_n[o, 0], hbuf + ((steps_p[r] if perm_p != NULL else T) & 1) * B * H + r * H,
                    H * sizeof(floating))
             memcpy(&c_n[o, 0], cbuf + r * H, H * sizeof(floating))
 
 
 def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
              floating[:, :, ::1] x, floating[:, :, ::1] dy, floating[:, ::1] dh_n,
-             floating[:, ::1] dc_n, Sequences seq, floating[:, :, ::1] dx,
+             floating[:, ::1] dc_n, seq, floating[:, :, ::1] dx,
              floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
              floating[:, ::1] dh0, floating[:, ::1] dc0, PackedWeights pw, Workspace ws,
              int tu, int nthreads):
-    """One layer backward, from the forward's tape."""
+    """One layer backward, from the forward's tape. seq: the PackedSequences of (T, B)."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh_n.shape[1], G = 4 * H
     cdef int r, o
-    cdef int[::1] perm, bs
-    cdef ptrdiff_t[::1] off
-    cdef int *bs_p = NULL
-    cdef int *perm_p = NULL
-    cdef ptrdiff_t *off_p = NULL
+    cdef const int *bs_p
+    cdef const int *perm_p
+    cdef const int *steps_p
+    cdef const ptrdiff_t *off_p
     cdef floating *xs = &x[0, 0, 0]
     cdef floating *hs = &th[0, 0, 0]  # h_{t-1} for every step: th[0:T]
     cdef floating *dxs = &dx[0, 0, 0]
@@ -284,9 +281,7 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
             or dw_hh.shape[1] != H or db.shape[0] != G or dh0.shape[0] != B
             or dh0.shape[1] != H or dc0.shape[0] != B or dc0.shape[1] != H):
         raise ValueError("lstm_cpu.backward: buffer shapes do not match x (T, B, I), dh_n (B, H)")
-    if seq is not None:
-        perm, bs, off = seq.perm, seq.bs, seq.off
-        perm_p, bs_p, off_p = &perm[0], &bs[0], &off[0]
+    _sequence_arrays(seq, &perm_p, &bs_p, &off_p, &steps_p)
     with nogil:
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r

@@ -72,14 +72,12 @@ static inline void SUF(gemm_rm)(SUF(gemm_fn) gemm, char ta, char tb, int m, int 
     gemm(&tb, &ta, &n, &m, &k, &one, (R *)b, &ldb, (R *)a, &lda, &beta, c, &ldc);
 }
 
-/* this thread's part [*lo, *hi) of n items split evenly over the team */
-
 typedef struct {
     int T, B, H, tu, NI;
     const R *xr;          /* [M][NI] x rows in packed order */
     const R *wfi;         /* packed W_ih, laid out like wf */
     const int *bs;        /* [T] active rows at each step, or NULL: all B */
-    const ptrdiff_t *off; /* [T] packed row of step t's first row, or NULL: t*B */
+    const ptrdiff_t *off; /* [T+1] packed row of step t's first row, or NULL: t*B */
     const int *perm;      /* [B] sorted row -> batch row, or NULL: identity */
     const R *wf, *bf;     /* packed W_hh and bias, see lstm_cpu.h */
     R *hbuf;              /* [2][B][H] h_{t-1} and h_t, sorted rows (hbuf[0] = h0) */
@@ -133,7 +131,8 @@ FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB
     const R *bb = a->bf + (size_t)ub * 4 * VL;
     for (int m = 0; m < MB; m++) {
         const int row = r + m, orig = a->perm ? a->perm[row] : row;
-        FL_CHECK(orig >= 0 && orig < B && off + row < (ptrdiff_t)a->T * B);
+        FL_CHECK(orig >= 0 && orig < B &&
+                 off + row < (a->off ? a->off[t + 1] : (ptrdiff_t)(t + 1) * B));
         const V i = SUF(vsigmoid)(acc[m][0] + SUF(vload)(bb));
         const V f = SUF(vsigmoid)(acc[m][1] + SUF(vload)(bb + VL));
         const V g = SUF(vtanh)(acc[m][2] + SUF(vload)(bb + 2 * VL));
@@ -311,7 +310,7 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
                                R *db, int tu, int nthreads) {
     const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz};
     const int nub = (H + VL - 1) / VL, G = 4 * H;
-    const long M = bs ? (long)off[T - 1] + bs[T - 1] : (long)T * B;
+    const long M = off ? (long)off[T] : (long)T * B;
 #pragma omp parallel num_threads(nthreads)
     {
         const unsigned fp = fl_flush_denormals();

@@ -89,25 +89,36 @@ def test_denormals_are_flushed_inside_and_only_inside():
 
 def test_bad_internal_arguments_raise_instead_of_crashing(cy):
     from fastlstm._cy import lstm_cpu
+    from fastlstm.backends.sequences import packed_sequences
     f32 = np.float32
-    m = fastlstm.LSTM(3, 8, backend="cython")
-    packed = m._packed(0, cy)
+    rng = np.random.default_rng(0)
+    w_ih = rng.standard_normal((32, 3)).astype(f32)
+    w_hh = rng.standard_normal((32, 8)).astype(f32)
+    packed = cy.pack_weights(w_ih, w_hh, np.zeros(32, f32))
+    dense, ragged = packed_sequences(4, 2), packed_sequences(4, 2, [4, 2])
     ws = cy._workspace(np.dtype(f32), 4, 2, 3, 8, 8, False)
     x, h = np.zeros((4, 2, 3), f32), np.zeros((2, 8), f32)
     y = np.zeros((4, 2, 8), f32)
+    h_n, c_n = np.full((2, 8), np.nan, f32), np.full((2, 8), np.nan, f32)
+    lstm_cpu.forward(x, h, h, dense, y, h_n, c_n, None, None, None, packed.k, ws, 1, 1)
+    np.testing.assert_array_equal(h_n, y[-1])  # everything fits: it ran and wrote its outputs
+    assert np.isfinite(c_n).all()
     with pytest.raises(ValueError, match="buffer shapes"):
-        lstm_cpu.forward(x, h, h, None, np.zeros((4, 2, 7), f32), h, h, None, None, None,
+        lstm_cpu.forward(x, h, h, dense, np.zeros((4, 2, 7), f32), h, h, None, None, None,
                          packed.k, ws, 1, 1)
     with pytest.raises(ValueError, match="workspace was made for another"):
-        lstm_cpu.forward(x, h, h, None, y, h, h, None, None, None, packed.k,
+        lstm_cpu.forward(x, h, h, dense, y, h, h, None, None, None, packed.k,
                          cy._workspace(np.dtype(f32), 5, 2, 3, 8, 10, False), 1, 1)
+    with pytest.raises(ValueError, match="workspace was made for another"):  # no xp rows
+        lstm_cpu.forward(x, h, h, ragged, y, h, h, None, None, None, packed.k, ws, 1, 1)
+    with pytest.raises(ValueError, match="packed sequences are for T=5"):
+        lstm_cpu.forward(x, h, h, packed_sequences(5, 2), y, h, h, None, None, None,
+                         packed.k, ws, 1, 1)
     with pytest.raises(ValueError, match="tape shapes"):
-        lstm_cpu.forward(x, h, h, None, y, h, h, np.zeros((4, 2, 31), f32), y, y, packed.k,
+        lstm_cpu.forward(x, h, h, dense, y, h, h, np.zeros((4, 2, 31), f32), y, y, packed.k,
                          ws, 1, 1)
     with pytest.raises(ValueError, match="wfi must be a C-contiguous array"):
         lstm_cpu.PackedWeights(packed.k.w_ih, packed.k.wfi[:-1], packed.k.wf, packed.k.bf, 8)
-    with pytest.raises(ValueError, match="lengths must be"):
-        lstm_cpu.Sequences(np.array([0, 3]), 4)
 
 
 @pytest.mark.slow

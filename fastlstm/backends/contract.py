@@ -1,22 +1,30 @@
 """The kernel contract every backend implements (see DESIGN.md, "The kernel contract").
 
 Shape letters: T steps, B batch, I input features, H hidden units, G = 4H gate rows
-in torch order i, f, g, o. Rightmost dimension fastest; every array C-contiguous
-and of one dtype (float32 or float64). The API allocates every buffer; kernels
-only write into the ones marked OUT.
+in torch order i, f, g, o; M packed rows = sum of the lengths (T*B for a dense batch).
+Rightmost dimension fastest; every float array C-contiguous and of one dtype (float32
+or float64). The API allocates every buffer; kernels read the IN ones and only write
+into the OUT ones (overwritten, never accumulated), and allocate nothing the caller sees.
 
-    forward_layer(x[T,B,I], w_ih[G,I], w_hh[G,H], b[G], h0[B,H], c0[B,H],
-                  lengths[B] (intp, 1..T) or None,
-                  y[T,B,H] OUT, h_n[B,H] OUT, c_n[B,H] OUT, tape: Tape OUT or None)
+    forward_layer(x[T,B,I] IN, w_ih[G,I] IN, w_hh[G,H] IN, b[G] IN,
+                  h0[B,H] IN, c0[B,H] IN, seq IN,
+                  y[T,B,H] OUT, h_n[B,H] OUT, c_n[B,H] OUT, tape OUT or None)
 
-    backward_layer(tape, x[T,B,I], w_ih, w_hh, dy[T,B,H], dh_n[B,H], dc_n[B,H], lengths,
+    backward_layer(tape IN, x[T,B,I] IN, w_ih[G,I] IN, w_hh[G,H] IN,
+                   dy[T,B,H] IN, dh_n[B,H] IN, dc_n[B,H] IN, seq IN,
                    dx[T,B,I] OUT, dw_ih[G,I] OUT, dw_hh[G,H] OUT, db[G] OUT,
                    dh0[B,H] OUT, dc0[B,H] OUT)
 
+seq is the batch's packed-sequence layout, a sequences.PackedSequences of this (T, B):
+always given, built once per call by the API and the same read-only object for every
+layer and direction. A dense batch has seq.dense True and seq.lengths None; otherwise
+seq.lengths[B] (1..T) and perm[B], steps[B], batch_sizes[T], offsets[T+1] describe the
+packing (see sequences.py). tape is a Tape (below): forward writes it in training mode,
+backward reads it; None in inference, which stores nothing.
+
 One layer, one direction, forward in time: the API reverses sequences for the
-backward direction. b is bias_ih + bias_hh. Outputs are overwritten, never
-accumulated. With lengths, steps t >= lengths[b] leave row b's state untouched,
-write y[t,b] = 0 and dx[t,b] = 0, and ignore dy[t,b].
+backward direction. b is bias_ih + bias_hh. Steps t >= lengths[b] leave row b's state
+untouched, write y[t,b] = 0 and dx[t,b] = 0, and ignore dy[t,b].
 
 A backend that cannot handle a case raises NotImplementedError; "auto" then
 tries the next backend.
@@ -29,6 +37,8 @@ out for the kernels is not repeated on every call.
 from dataclasses import dataclass
 
 import numpy as np
+
+from .sequences import PackedSequences, packed_sequences
 
 
 @dataclass
@@ -43,3 +53,9 @@ class Tape:
     def empty(cls, T, B, H, dtype):
         return cls(gates=np.empty((T, B, 4 * H), dtype), c=np.empty((T + 1, B, H), dtype),
                    h=np.empty((T + 1, B, H), dtype))
+
+
+def as_sequences(seq, T, B):
+    """seq itself, or the layout of a plain lengths array (None: dense). The contract
+    takes a PackedSequences; plain lengths are accepted only until every caller builds one."""
+    return seq if type(seq) is PackedSequences else packed_sequences(T, B, seq)

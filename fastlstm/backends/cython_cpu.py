@@ -1,8 +1,8 @@
 """The compiled backend: a thin adapter from the kernel contract to fastlstm._cy.lstm_cpu.
 
 It packs the weights once per weights (the API caches them through pack_weights), keeps
-the kernels' scratch per call shape and per Python thread, builds the packed-sequence
-bookkeeping for lengths, and picks the work split:
+the kernels' scratch per call shape and per Python thread, hands the packed-sequence
+layout (sequences.PackedSequences) to the kernels as it is, and picks the work split:
   "units"  every thread owns whole hidden units over all rows: its slice of W_hh stays in
            its own cache for the whole sequence (small batches, and any H with enough
            unit blocks to go round);
@@ -16,6 +16,7 @@ import numpy as np
 from .._blas import pin_scipy_blas
 from .._cy import load_extension
 from ._fork import in_forked_child
+from .contract import as_sequences
 from ..threads import get_num_threads
 
 NAME = "cython"
@@ -127,30 +128,28 @@ def _fits(T, B, I, H):
     return T * B * max(I, 4 * H) <= INT32_MAX
 
 
-def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape, packed=None):
+def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None):
     T, B, I = x.shape
     H = w_hh.shape[1]
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, b)
-    seq = None if lengths is None else _k.Sequences(lengths, T)
-    M = T * B if seq is None else seq.M
-    ws = _workspace(x.dtype, T, B, I, H, M, seq is not None)
+    seq = as_sequences(seq, T, B)
+    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense)
     nthreads, tu = plan(T, B, H, packed.k.nub)
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
     _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, tu, nthreads)
 
 
-def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_hh, db, dh0,
+def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db, dh0,
                    dc0, packed=None):
     T, B, I = x.shape
     H = w_hh.shape[1]
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
-    seq = None if lengths is None else _k.Sequences(lengths, T)
-    M = T * B if seq is None else seq.M
-    ws = _workspace(x.dtype, T, B, I, H, M, seq is not None)
+    seq = as_sequences(seq, T, B)
+    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense)
     nthreads, tu = plan(T, B, H, packed.k.nub)
     with _blas_guard or _NO_GUARD:
         _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,

@@ -1,7 +1,8 @@
 """The NumPy reference backend: the oracle every fast backend is tested against.
 
 Deliberately plain: one loop over time steps, written next to the equations,
-no fusion and no in-place tricks. Kernel contract: see contract.py.
+no fusion and no in-place tricks. Kernel contract: see contract.py. Of the packed-sequence
+layout it only reads seq.lengths: each step works on the rows still inside their sequence.
 
     z_t = x_t W_ih^T + h_{t-1} W_hh^T + b          (G = 4H pre-activations)
     i, f, g, o = sigmoid(z_i), sigmoid(z_f), tanh(z_g), sigmoid(z_o)
@@ -9,6 +10,8 @@ no fusion and no in-place tricks. Kernel contract: see contract.py.
     h_t = o * tanh(c_t)
 """
 import numpy as np
+
+from .contract import as_sequences
 
 NAME = "numpy"
 
@@ -23,9 +26,10 @@ def _active_rows(lengths, t):
     return slice(None) if lengths is None else np.flatnonzero(lengths > t)
 
 
-def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape):
-    T = x.shape[0]
+def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape):
+    T, B = x.shape[:2]
     H = w_hh.shape[1]
+    lengths = as_sequences(seq, T, B).lengths
     h = h0.copy()
     c = c0.copy()
     if tape is not None:
@@ -51,10 +55,11 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape):
     c_n[...] = c
 
 
-def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths,
+def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq,
                    dx, dw_ih, dw_hh, db, dh0, dc0):
-    T = x.shape[0]
+    T, B = x.shape[:2]
     H = w_hh.shape[1]
+    lengths = as_sequences(seq, T, B).lengths
     dh = dh_n.copy()  # dL/dh_t flowing back from step t+1 (and from h_n)
     dc = dc_n.copy()
     dz_all = np.zeros(tape.gates.shape, x.dtype)  # dL/dz_t for every step (0 past a length)
