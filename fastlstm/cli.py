@@ -1,4 +1,4 @@
-"""The `fastlstm` command: `fastlstm info` and `fastlstm bench`."""
+"""The `fastlstm` command: `fastlstm info`, `fastlstm bench` and `fastlstm --version`."""
 import argparse
 import json
 import sys
@@ -28,10 +28,13 @@ def _positive(text):
 
 
 def build_parser():
+    """The argument parser of the `fastlstm` command (its subcommands and options)."""
+    from ._version import __version__
     from .backends import available_backends
     from .benchmark.configs import CONFIGS
     from .benchmark.peers import PEERS
     parser = argparse.ArgumentParser(prog="fastlstm", description="fastlstm: fast CPU LSTMs")
+    parser.add_argument("--version", action="version", version=f"fastlstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="version, backends (and why any is unavailable), "
@@ -158,6 +161,26 @@ def _write_json(path, data):
 
 
 def main(argv=None):
+    """Run the `fastlstm` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name, e.g. ``["bench", "--quick"]``;
+        ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 1 when the benchmark found an implementation
+        that disagrees with the NumPy reference.
+
+    Raises
+    ------
+    SystemExit
+        For ``--help`` and ``--version`` (status 0) and for bad arguments (status 2,
+        with a message on stderr), as argparse does.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "info":

@@ -12,7 +12,22 @@ from .threads import get_num_threads
 
 
 def collect_info():
-    """A JSON-friendly dict of everything `fastlstm info` reports."""
+    """Everything `fastlstm info` reports, as a JSON-friendly dict.
+
+    Loading the compiled backend (when it is available) is the only side effect: it pins
+    SciPy's BLAS to one thread, and the report shows the state the kernels run with.
+
+    Returns
+    -------
+    dict
+        Keys ``fastlstm``, ``python``, ``numpy`` (versions), ``platform``, ``machine``,
+        ``cpu``, ``threads`` (fastlstm's thread count), ``backends`` (name -> available,
+        reason it is not, description), ``auto_order`` (the available backends in the
+        order ``backend="auto"`` tries them), ``extension`` (whether the compiled
+        extension is built and with what: OpenMP, ``-march=native``, debug), ``numba``
+        (version, threads, threading layer, cache folder) and ``blas`` (one dict per BLAS
+        library loaded, from threadpoolctl).
+    """
     if "cython" in backends.available_backends():
         backends.load("cython")  # it pins scipy's BLAS: report the state it runs with
     ext = load_extension("buildinfo")
@@ -92,7 +107,19 @@ def _blas_info():
 
 
 def format_info(info):
-    """The info dict as aligned human-readable lines."""
+    """The report of `fastlstm info` as text.
+
+    Parameters
+    ----------
+    info : dict
+        What `collect_info` returns.
+
+    Returns
+    -------
+    str
+        One line per item (version, CPU, threads, each backend and why it is unavailable,
+        the compiled extension, numba, each BLAS), without a trailing newline.
+    """
     lines = [f"fastlstm {info['fastlstm']}  (Python {info['python']}, NumPy {info['numpy']}, "
              f"{info['machine']})", f"cpu: {info['cpu']}", f"threads: {info['threads']}",
              "backends:"]
@@ -117,6 +144,34 @@ def format_info(info):
     return "\n".join(lines)
 
 
-def show_config():
-    """Print what fastlstm is running with (the same as `fastlstm info`)."""
-    print(format_info(collect_info()))
+def show_config(mode="stdout"):
+    """Show what fastlstm is running with: the same report as `fastlstm info`.
+
+    Versions, CPU, threads, which backends can run here (and why any cannot), the
+    order ``backend="auto"`` tries them in, how the compiled extension was built,
+    numba's threads and cache folder, and the BLAS libraries loaded.
+
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}, optional
+        "stdout" (the default) prints the report; "dicts" returns it as a dict
+        instead, as `numpy.show_config` does.
+
+    Returns
+    -------
+    dict or None
+        With ``mode="dicts"``, the report (see `collect_info` for its keys);
+        otherwise None.
+
+    Raises
+    ------
+    ValueError
+        For any other `mode`.
+    """
+    if mode not in ("stdout", "dicts"):
+        raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
+    info = collect_info()
+    if mode == "dicts":
+        return info
+    print(format_info(info))
+    return None

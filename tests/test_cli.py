@@ -1,4 +1,5 @@
-"""`fastlstm info` and `fastlstm bench`: output, JSON, progress, and clear argument errors."""
+"""`fastlstm info`, `fastlstm bench` and `fastlstm --version`: output, JSON, progress, and
+clear argument errors."""
 import json
 import subprocess
 import sys
@@ -12,6 +13,26 @@ def test_info_as_a_module_command():
     out = subprocess.run([sys.executable, "-m", "fastlstm", "info"], capture_output=True,
                          text=True, check=True).stdout
     assert "fastlstm 0." in out and "numpy" in out and "threads:" in out and "blas:" in out
+
+
+def test_version_prints_the_version_and_exits_0():
+    import fastlstm
+    run = subprocess.run([sys.executable, "-m", "fastlstm", "--version"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"fastlstm {fastlstm.__version__}"
+
+
+def test_show_config_prints_or_returns_the_info_report(capsys):
+    import fastlstm
+    info = fastlstm.show_config(mode="dicts")
+    assert capsys.readouterr().out == ""
+    assert info["fastlstm"] == fastlstm.__version__ and info["auto_order"][-1] == "numpy"
+    assert fastlstm.show_config() is None
+    out = capsys.readouterr().out
+    assert out.startswith(f"fastlstm {fastlstm.__version__}") and "auto tries: " in out
+    with pytest.raises(ValueError, match="mode must be 'stdout' or 'dicts', got 'json'"):
+        fastlstm.show_config("json")
 
 
 def test_info_json(capsys):
