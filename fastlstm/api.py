@@ -11,6 +11,7 @@ them (combined biases, each backend's packed layouts) cached on that version.
 import contextlib
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Mapping
 
@@ -20,8 +21,8 @@ from . import _validate as check
 from . import backends
 from .backends.contract import Tape
 from .backends.sequences import packed_sequences
-from .params import (config_from_state_dict, flat_size, flat_views, init_params, layer_param_names,
-                     load_npz, param_shapes, save_npz, to_numpy)
+from .params import (ModelFile, config_from_state_dict, flat_size, flat_views, init_params,
+                     layer_param_names, param_shapes, save_npz, to_numpy)
 
 
 class PrecisionWarning(UserWarning):
@@ -69,8 +70,9 @@ class LSTM:
     Attributes
     ----------
     grads : dict of str to ndarray
-        Gradients of the last :meth:`backward`, under the names of :meth:`state_dict`:
-        views into one buffer (:attr:`flat_grads`), overwritten by each backward.
+        Gradients of the last :meth:`backward` (of the calling thread), under the names of
+        :meth:`state_dict`: views into one buffer (:attr:`flat_grads`), overwritten by
+        each backward.
     training : bool
         True in training mode (the default), False after :meth:`eval`.
     backend_used : str or None
@@ -90,6 +92,22 @@ class LSTM:
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", backend="auto", seed=None):
+        self._configure(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                        bidirectional, dtype, backend)
+        seed = check.seed_value(seed)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"dropout={self.dropout} has no effect with num_layers=1: it applies "
+                          "to the outputs of every layer but the last (as in torch)",
+                          UserWarning, stacklevel=2)
+        init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
+        self._w = self._new_weights(init_params(self._shapes, self.hidden_size, self.dtype,
+                                                init_seq), version=0)
+        self._dropout_rng = np.random.default_rng(dropout_seq)
+        self.training = True
+
+    def _configure(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                   bidirectional, dtype, backend):
+        """Check and set the configuration; everything but the weights and the mode."""
         self.input_size = check.positive_int(input_size, "input_size")
         self.hidden_size = check.positive_int(hidden_size, "hidden_size")
         self.num_layers = check.positive_int(num_layers, "num_layers")
@@ -100,28 +118,53 @@ class LSTM:
         self.dtype = check.float_dtype(dtype)
         self._kernels = backends.resolve(backend)
         self.backend = backend
-        seed = check.seed_value(seed)
-        if self.dropout > 0 and self.num_layers == 1:
-            warnings.warn(f"dropout={self.dropout} has no effect with num_layers=1: it applies "
-                          "to the outputs of every layer but the last (as in torch)",
-                          UserWarning, stacklevel=2)
-
         self._shapes = param_shapes(self.input_size, self.hidden_size, self.num_layers,
                                     self.bias, self.bidirectional)
         # per layer*direction index: (weight_ih, weight_hh, bias_ih, bias_hh) names
         self._names = [layer_param_names(k, d, self.bias) for k in range(self.num_layers)
                        for d in range(self.num_directions)]
-        init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
-        self._w = self._new_weights(init_params(self._shapes, self.hidden_size, self.dtype,
-                                                init_seq), version=0)
-        self._dropout_rng = np.random.default_rng(dropout_seq)
-        self.flat_grads = np.zeros(flat_size(self._shapes), self.dtype)
-        self.grads = flat_views(self.flat_grads, self._shapes)
-        self.training = True
         self.backend_used = None  # name of the backend that ran the last forward
-        self._tape = None
-        self._last_forward = None  # "train" / "eval" / None, for backward's error message
+        self._local = threading.local()  # each thread's tape and gradients (_TrainState)
         self._warned_cast = False
+
+    # --- pickling and copying: the weights, config and mode; no caches, no tapes ------
+
+    def __getstate__(self):
+        return {"config": self.config, "backend": self.backend, "training": self.training,
+                "weights": self._w.params, "version": self._w.version,
+                "dropout_rng": self._dropout_rng, "grads": self._train_state().flat_grads,
+                "warned_cast": self._warned_cast}
+
+    def __setstate__(self, state):
+        self._configure(**state["config"], backend=state["backend"])
+        self._w = self._new_weights(state["weights"], state["version"])
+        self._dropout_rng = state["dropout_rng"]
+        self.training = state["training"]
+        self._warned_cast = state["warned_cast"]
+        self._train_state().flat_grads[...] = state["grads"]
+
+    # --- training state: one per thread -------------------------------------------------
+
+    def _train_state(self):
+        """The calling thread's tape and gradients: a thread's backward always pairs with
+        its own last forward, and threads training one model never share a buffer."""
+        found = getattr(self._local, "state", None)
+        if found is None:
+            found = self._local.state = _TrainState(flat_size(self._shapes), self._shapes,
+                                                    self.dtype)
+        return found
+
+    @property
+    def grads(self):
+        """Gradients of this thread's last :meth:`backward`, under :meth:`state_dict`'s
+        names: views into :attr:`flat_grads`, overwritten by each backward."""
+        return self._train_state().grads
+
+    @property
+    def flat_grads(self):
+        """This thread's gradients, end to end in :meth:`state_dict`'s order (the layout of
+        :attr:`flat_weights`)."""
+        return self._train_state().flat_grads
 
     # --- configuration -------------------------------------------------------------------
 
@@ -228,8 +271,16 @@ class LSTM:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of name -> array, "
                             f"got {type(state_dict).__name__}")
-        missing = [n for n in self._shapes if n not in state_dict]
-        extra = [n for n in state_dict if n not in self._shapes]
+        self._check_names(state_dict)
+        arrays = {name: to_numpy(state_dict[name], f"state_dict[{name!r}]")
+                  for name in self._shapes}
+        self._check_shapes({name: arr.shape for name, arr in arrays.items()})
+        self._w = self._new_weights(arrays, self._w.version + 1)
+
+    def _check_names(self, names):
+        """ValueError unless `names` are exactly this model's parameter names."""
+        missing = [n for n in self._shapes if n not in names]
+        extra = [n for n in names if n not in self._shapes]
         if missing or extra:
             msg = (f"state_dict does not match {self!r}: missing {missing or 'nothing'}, "
                    f"unexpected {extra or 'nothing'}")
@@ -237,13 +288,13 @@ class LSTM:
             if prefixes:
                 msg += f" (strip the prefix {sorted(prefixes)[0]!r} from the names?)"
             raise ValueError(msg)
-        arrays = {}
+
+    def _check_shapes(self, shapes):
+        """ValueError unless shapes[name] is each parameter's shape."""
         for name, shape in self._shapes.items():
-            arr = to_numpy(state_dict[name], f"state_dict[{name!r}]")
-            if arr.shape != shape:
-                raise ValueError(f"state_dict[{name!r}] must have shape {shape}, got {arr.shape}")
-            arrays[name] = arr
-        self._w = self._new_weights(arrays, self._w.version + 1)
+            if shapes[name] != shape:
+                raise ValueError(f"state_dict[{name!r}] must have shape {shape}, "
+                                 f"got {shapes[name]}")
 
     @contextlib.contextmanager
     def update_weights(self):
@@ -399,9 +450,10 @@ class LSTM:
             y, h_n, c_n = y[:, 0], h_n[:, 0], c_n[:, 0]
         elif plan.batch_first:
             y = np.ascontiguousarray(y.transpose(1, 0, 2))
-        self._tape = (_ForwardTape(w, plan, records, masks, y.shape, h_n.shape)
+        state = self._train_state()
+        state.tape = (_ForwardTape(w, plan, records, masks, y.shape, h_n.shape)
                       if plan.train else None)
-        self._last_forward = "train" if plan.train else "eval"
+        state.last_forward = "train" if plan.train else "eval"
         return y, (h_n, c_n)
 
     def _run_layers(self, w, plan, x, h0, c0, h_n, c_n):
@@ -483,12 +535,14 @@ class LSTM:
         ValueError
             If a gradient's shape differs from the forward's output.
         """
-        tape = self._tape
+        state = self._train_state()
+        tape = state.tape
         if tape is None:
             why = ("the last forward() ran in eval mode, which keeps no tape"
-                   if self._last_forward == "eval" else "no forward() has run yet")
-            raise RuntimeError(f"backward() needs a forward() in training mode first: {why}. "
-                               "Call model.train() and run forward() again.")
+                   if state.last_forward == "eval" else "no forward() has run yet")
+            raise RuntimeError(f"backward() needs a forward() in training mode first: {why} "
+                               "(in this thread: each thread's backward pairs with its own "
+                               "forward). Call model.train() and run forward() again.")
         if tape.weights.edited_after(self._w):
             raise RuntimeError("backward() after the weights were changed in place "
                                "(update_weights) since the forward: run forward() again")
@@ -505,7 +559,7 @@ class LSTM:
         dh_n = self._state_grad(dh_n, "dh_n", tape)
         dc_n = self._state_grad(dc_n, "dc_n", tape)
 
-        w, grads = tape.weights, self.grads
+        w, grads = tape.weights, state.grads
         dhc0 = np.empty((2, L * D, B, H), self.dtype)
         d_out = dy
         for k in reversed(range(L)):
@@ -551,6 +605,17 @@ class LSTM:
             raise ValueError(f"{name} must have the shape of the last forward's h_n, "
                              f"{tape.state_shape}, got {g.shape}")
         return np.ascontiguousarray(g.reshape(LD, B, H))
+
+
+class _TrainState:
+    """One thread's training state for one model: its last forward's tape, and the
+    gradients of its last backward."""
+
+    def __init__(self, size, shapes, dtype):
+        self.tape = None
+        self.last_forward = None  # "train" / "eval" / None, for backward's error message
+        self.flat_grads = np.zeros(size, dtype)
+        self.grads = flat_views(self.flat_grads, shapes)
 
 
 class WeightViews(dict):
@@ -679,12 +744,20 @@ class _Reverser:
         return a[self.index, self.batch]
 
 
+CONFIG_KEYS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+               "bidirectional", "dtype")
+
+
 def load(path, backend="auto"):
     """An LSTM from a file written by :meth:`LSTM.save` (config and weights, no pickle).
 
+    The file is checked against itself before anything is allocated: its config must
+    name every constructor argument and agree with the weights' names and shapes, and
+    every weight's declared size with the bytes it holds.
+
     Parameters
     ----------
-    path : str, os.PathLike or binary file
+    path : str, bytes, os.PathLike or binary file
         The .npz file.
     backend : str, default "auto"
         The backend the loaded model runs on, as for :class:`LSTM`.
@@ -699,12 +772,38 @@ def load(path, backend="auto"):
     FileNotFoundError
         If `path` does not exist.
     ValueError
-        If the file is not a fastlstm model file, or its config and weights disagree.
+        If the file is not a fastlstm model file, or its config and weights disagree; or
+        `backend` is not available here.
     """
-    config, weights = load_npz(path)
-    try:
-        model = LSTM(**config, backend=backend)
-        model.load_state_dict(weights)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"path {path!r} holds an invalid fastlstm model: {exc}") from None
+    backends.resolve(backend)  # a bad backend is the caller's error, not the file's
+    with ModelFile(path) as f:
+        config = f.config
+        missing = [k for k in CONFIG_KEYS if k not in config]
+        unknown = [k for k in config if k not in CONFIG_KEYS]
+        if missing or unknown:
+            raise f.error(f"holds an invalid fastlstm model: its config lacks {missing} "
+                          f"and has unknown keys {unknown}")
+        try:
+            for name in ("input_size", "hidden_size", "num_layers"):
+                check.positive_int(config[name], name)
+            for name in ("bias", "batch_first", "bidirectional"):
+                check.boolean(config[name], name)
+            check.dropout_rate(config["dropout"])
+            check.float_dtype(config["dtype"])
+            # the number of weights the config implies, before building anything that big
+            L, D = config["num_layers"], 2 if config["bidirectional"] else 1
+            per_layer = 4 if config["bias"] else 2
+            if L * D * per_layer != len(f.shapes):
+                raise ValueError(f"its config implies {L * D * per_layer} weights, the file "
+                                 f"holds {len(f.shapes)}")
+            model = LSTM.__new__(LSTM)
+            model._configure(**config, backend=backend)
+            model._check_names(f.shapes)  # names and shapes, before any weight is read
+            model._check_shapes(f.shapes)
+        except (TypeError, ValueError) as exc:
+            raise f.error(f"holds an invalid fastlstm model: {exc}") from None
+        weights = {name: f.read(name) for name in model._shapes}
+    model._w = model._new_weights(weights, version=0)
+    model._dropout_rng = np.random.default_rng()
+    model.training = True
     return model

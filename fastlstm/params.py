@@ -163,7 +163,12 @@ def save_npz(path, config, weights):
     """Write config + weights; a path is written atomically (temp file, then rename)."""
     header = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config})
     arrays = {CONFIG_KEY: np.array(header), **weights}
-    if not isinstance(path, (str, os.PathLike)):  # an open binary file
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        if not hasattr(path, "write"):
+            raise TypeError("path must be a str, bytes or os.PathLike path, or a binary file "
+                            f"opened for writing, got {type(path).__name__}")
         np.savez(path, **arrays)
         return
     path = os.fspath(path)
@@ -177,30 +182,125 @@ def save_npz(path, config, weights):
             os.remove(tmp)
 
 
-def load_npz(path):
-    """(config, weights) from a file written by save_npz; ValueError for anything else."""
-    where = path if isinstance(path, (str, os.PathLike)) else "the given file"
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
+# A file is checked against itself before anything it asks for is allocated: every
+# member's .npy header must describe exactly the bytes the member holds, and a member
+# may not claim more bytes than its compressed data can hold (deflate expands at most
+# about 1032:1), so a small file can never make us allocate a large array.
+MAX_EXPANSION = 1100
+MAX_CONFIG_BYTES = 1 << 20
+NPY_MAGIC = b"\x93NUMPY"
+
+
+class ModelFile:
+    """An .npz model file, opened and checked against itself: the JSON header read and
+    every weight's name, shape and dtype known from its .npy header, no weight read yet.
+
+    Every problem with the file raises ValueError (FileNotFoundError if it is missing).
+    Use as a context manager; `read(name)` reads one weight.
+    """
+
+    def __init__(self, path):
+        self.where = path if isinstance(path, (str, bytes, os.PathLike)) else "the given file"
+        self._zip = None
+        try:
+            self._open(path)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile,
+                UnicodeDecodeError) as exc:
+            self.close()
+            raise self.error(f"it is not a readable fastlstm model file: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def error(self, what):
+        return ValueError(f"path {self.where!r}: {what}")
+
+    def _open(self, path):
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if isinstance(path, (str, os.PathLike)):
+            with open(path, "rb") as f:
+                start = f.read(len(NPY_MAGIC))
+        else:
+            start = b""
+        if start == NPY_MAGIC:
             raise ValueError("it holds a single array, not an .npz archive")
-        with data:
-            names = list(data.files)
-            if CONFIG_KEY not in names:
-                raise ValueError(f"it has no {CONFIG_KEY!r} entry (entries: {names[:6]})")
-            header = json.loads(str(data[CONFIG_KEY]))
-            if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-                raise ValueError("its header does not describe a fastlstm model")
-            if header.get("version") != FORMAT_VERSION:
-                raise ValueError(f"it has format version {header.get('version')!r}, "
-                                 f"this fastlstm reads version {FORMAT_VERSION}")
-            weights = {name: data[name] for name in names if name != CONFIG_KEY}
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        # json.JSONDecodeError is a ValueError; pickled entries raise ValueError too
-        raise ValueError(f"path {where!r} is not a readable fastlstm model file: {exc}") from None
-    config = header.get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"path {where!r}: the model config must be a JSON object")
-    return config, weights
+        self._zip = zipfile.ZipFile(path)
+        self._members = {}  # name -> (ZipInfo, shape, dtype)
+        for info in self._zip.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"entry {info.filename!r} is not an .npy array")
+            name = info.filename[:-4]
+            if name in self._members:
+                raise ValueError(f"entry {name!r} appears twice")
+            self._members[name] = self._member_header(info)
+        if CONFIG_KEY not in self._members:
+            raise ValueError(f"it has no {CONFIG_KEY!r} entry "
+                             f"(entries: {list(self._members)[:6]})")
+        self.header = self._read_header()
+        self.shapes = {n: m[1] for n, m in self._members.items() if n != CONFIG_KEY}
+
+    def _member_header(self, info):
+        """(info, shape, dtype) of one member, from its .npy header alone, checked
+        against the member's size."""
+        if info.file_size > MAX_EXPANSION * info.compress_size + 4096:
+            raise ValueError(f"entry {info.filename!r} claims {info.file_size} bytes from "
+                             f"{info.compress_size} compressed bytes")
+        with self._zip.open(info) as fp:
+            major, _ = np.lib.format.read_magic(fp)
+            read = (np.lib.format.read_array_header_1_0 if major == 1
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(fp)
+            header_len = fp.tell()
+        if dtype.hasobject or dtype.kind not in "fiuU":
+            raise ValueError(f"entry {info.filename!r} has dtype {dtype}: weights must be "
+                             "real numbers")
+        count = int(np.prod(shape, dtype=object))
+        if count * dtype.itemsize != info.file_size - header_len:
+            raise ValueError(f"entry {info.filename!r} declares shape {shape} of {dtype} but "
+                             f"holds {info.file_size - header_len} bytes")
+        return info, tuple(shape), dtype
+
+    def _read_header(self):
+        info, shape, dtype = self._members[CONFIG_KEY]
+        if dtype.kind != "U" or shape != () or info.file_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"its {CONFIG_KEY!r} entry is not a JSON text")
+        header = json.loads(str(self._read_array(info)))
+        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+            raise ValueError("its header does not describe a fastlstm model")
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"it has format version {header.get('version')!r}, "
+                             f"this fastlstm reads version {FORMAT_VERSION}")
+        if not isinstance(header.get("config"), dict):
+            raise ValueError("the model config must be a JSON object")
+        return header
+
+    @property
+    def config(self):
+        return self.header["config"]
+
+    def read(self, name):
+        """One member's array (its size was checked when the file was opened)."""
+        info, shape, dtype = self._members[name]
+        if dtype.kind == "U" and name != CONFIG_KEY:
+            raise self.error(f"weight {name!r} has dtype {dtype}: weights must be real numbers")
+        try:
+            return self._read_array(info)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise self.error(f"weight {name!r} cannot be read: {exc}") from None
+
+    def _read_array(self, info):
+        with self._zip.open(info) as fp:
+            return np.lib.format.read_array(fp, allow_pickle=False)
+
+    def close(self):
+        if self._zip is not None:
+            self._zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

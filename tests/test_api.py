@@ -65,7 +65,7 @@ def test_eval_keeps_no_tape_and_backward_then_raises():
         m.backward(np.zeros((2, 1, 4)))
     assert m.training  # training by default, like torch
     y, _ = m.eval()(np.zeros((2, 1, 3)))
-    assert not m.training and m._tape is None
+    assert not m.training and m._train_state().tape is None
     with pytest.raises(RuntimeError, match="eval mode"):
         m.backward(np.zeros_like(y))
     m.train()
@@ -91,7 +91,7 @@ def test_dropout_only_in_training_and_scaled():
     m.train()
     y1, y2 = m(x)[0], m(x)[0]
     assert not np.array_equal(y1, y2)  # a fresh mask per forward
-    mask = m._tape.masks[0]
+    mask = m._train_state().tape.masks[0]
     assert mask.shape == (3, 8, 64)
     assert set(np.unique(mask)) == {0.0, 1 / (1 - p)}
     assert 0.4 < np.mean(mask == 0) < 0.6
