@@ -2,6 +2,8 @@
 
 loss = sum(dy * y) + sum(dh_n * h_n) + sum(dc_n * c_n) with random weights, so
 backward(dy, dh_n, dc_n) must equal d loss / d (x, h0, c0, every parameter).
+Weights are nudged through the public update_weights(), so the check also proves
+that an in-place update reaches the next forward.
 """
 import numpy as np
 import pytest
@@ -15,29 +17,59 @@ REL_TOL = 1e-6
 
 def loss_of(model, x, hx, lengths, weights):
     dy, dh_n, dc_n = weights
-    model._dropout_rng = np.random.default_rng(123)  # same dropout mask every evaluation
-    model._weights_changed()  # the test edits parameters in place: rebuild what derives from them
+    # the same dropout masks in every evaluation: no public knob reseeds them mid-life
+    model._dropout_rng = np.random.default_rng(123)
     y, (h, c) = model(x, hx, lengths)
     return np.sum(y * dy) + np.sum(h * dh_n) + np.sum(c * dc_n)
 
 
-def numeric_grad(f, arr):
-    """Central differences of scalar f() with respect to every entry of arr (in place)."""
-    grad = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + EPS
+def central_differences(f, size, get, put):
+    """(f(v_i + EPS) - f(v_i - EPS)) / 2 EPS for every entry i < size, where get(i) reads
+    entry i and put(i, value) writes it; every entry is put back afterwards."""
+    grad = np.zeros(size)
+    for i in range(size):
+        old = get(i)
+        put(i, old + EPS)
         up = f()
-        flat[i] = old - EPS
+        put(i, old - EPS)
         down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * EPS)
+        put(i, old)
+        grad[i] = (up - down) / (2 * EPS)
     return grad
 
 
-def rel_error(a, b):
-    return np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-12)
+def array_grad(f, arr):
+    """Central differences of f() in every entry of arr, edited in place."""
+    flat = arr.reshape(-1)
+
+    def put(i, value):
+        flat[i] = value
+    return central_differences(f, flat.size, flat.__getitem__, put).reshape(arr.shape)
+
+
+def weight_grads(f, model):
+    """{name: central differences of f() in that parameter}, each weight nudged with
+    model.update_weights()."""
+    def put(i, value):
+        with model.update_weights() as w:
+            w.flat[i] = value
+    flat = central_differences(f, model.flat_weights.size, model.flat_weights.__getitem__,
+                               put)
+    out, start = {}, 0
+    for name, p in model.state_dict().items():  # flat_weights is state_dict's order
+        out[name] = flat[start:start + p.size].reshape(p.shape)
+        start += p.size
+    assert start == flat.size
+    return out
+
+
+def assert_gradient(analytic, numeric, what):
+    """analytic equals numeric, and they are not all zero (a forward that ignored the
+    variable would match a backward that returned zeros)."""
+    assert np.max(np.abs(numeric)) > 1e-6, f"{what}: the loss does not depend on it"
+    scale = max(np.max(np.abs(analytic)), np.max(np.abs(numeric)))
+    err = np.max(np.abs(analytic - numeric)) / scale
+    assert err < REL_TOL, f"{what}: relative error {err:.2e}"
 
 
 CASES = [
@@ -61,15 +93,17 @@ def test_every_gradient_matches_finite_differences(layers, bidir, lengths, with_
     x, hx, weights = random_problem(m, T, B, seed=2, with_hx=with_hx, lengths=lengths)
     loss_of(m, x, hx, lengths, weights)
     dx, (dh0, dc0) = m.backward(*weights)
+    analytic = {name: g.copy() for name, g in m.grads.items()}
 
     f = lambda: loss_of(m, x, hx, lengths, weights)  # noqa: E731
-    assert rel_error(dx, numeric_grad(f, x)) < REL_TOL
+    assert_gradient(dx, array_grad(f, x), "dx")
     if with_hx:
-        assert rel_error(dh0, numeric_grad(f, hx[0])) < REL_TOL
-        assert rel_error(dc0, numeric_grad(f, hx[1])) < REL_TOL
-    analytic = m.grads
-    for name, p in m._params.items():
-        assert rel_error(analytic[name], numeric_grad(f, p)) < REL_TOL, name
+        assert_gradient(dh0, array_grad(f, hx[0]), "dh0")
+        assert_gradient(dc0, array_grad(f, hx[1]), "dc0")
+    numeric = weight_grads(f, m)
+    assert analytic.keys() == numeric.keys()
+    for name in numeric:
+        assert_gradient(analytic[name], numeric[name], name)
 
 
 def test_unbatched_gradients_match_finite_differences():
@@ -79,6 +113,6 @@ def test_unbatched_gradients_match_finite_differences():
     dx, (dh0, dc0) = m.backward(*weights)
     f = lambda: loss_of(m, x, hx, None, weights)  # noqa: E731
     assert dx.shape == x.shape and dh0.shape == hx[0].shape
-    assert rel_error(dx, numeric_grad(f, x)) < REL_TOL
-    assert rel_error(dh0, numeric_grad(f, hx[0])) < REL_TOL
-    assert rel_error(dc0, numeric_grad(f, hx[1])) < REL_TOL
+    assert_gradient(dx, array_grad(f, x), "dx")
+    assert_gradient(dh0, array_grad(f, hx[0]), "dh0")
+    assert_gradient(dc0, array_grad(f, hx[1]), "dc0")
