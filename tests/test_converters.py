@@ -56,10 +56,13 @@ def test_to_keras_round_trip_and_bias_sum():
 
 
 def test_keras_without_bias():
-    m = fastlstm.LSTM(3, 4, bias=False, seed=0)
+    m = fastlstm.LSTM(3, 4, bias=False, dtype="float64", seed=0)
     weights = fastlstm.to_keras(m)
     assert len(weights) == 2
-    assert not fastlstm.from_keras(*weights).bias
+    back = fastlstm.from_keras(*weights, batch_first=False, dtype="float64")
+    assert not back.bias and set(back.state_dict()) == set(m.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    np.testing.assert_allclose(back(x)[0], m(x)[0], atol=1e-12)
 
 
 @pytest.mark.parametrize("args,exc,match", [
@@ -89,6 +92,8 @@ def test_from_state_dict_infers_the_configuration():
     m = fastlstm.LSTM.from_state_dict(src.state_dict(), batch_first=True)
     assert (m.input_size, m.hidden_size, m.num_layers, m.bidirectional, m.bias,
             m.batch_first) == (3, 5, 3, True, False, True)
+    for name, w in src.state_dict().items():
+        np.testing.assert_array_equal(m.state_dict()[name], w, err_msg=name)
     with pytest.raises(ValueError, match="must hold torch.nn.LSTM weights"):
         fastlstm.LSTM.from_state_dict({"w": np.zeros(3)})
     with pytest.raises(TypeError, match="module must be a torch.nn.LSTM"):
@@ -129,4 +134,5 @@ def test_to_keras_drives_real_keras(keras):
     ky, kh, kc = _keras_run(keras, layer, x)
     y, (h, c) = m(x)
     np.testing.assert_allclose(y, ky, atol=1e-5)
+    np.testing.assert_allclose(h[0], kh, atol=1e-5)
     np.testing.assert_allclose(c[0], kc, atol=1e-5)

@@ -90,6 +90,7 @@ def test_matches_torch_edge_sizes_no_bias(dtype, T_, B_):
     for ours, theirs, what in [(y, ty, "y"), (h, th, "h_n"), (c, tc, "c_n"), (dx, tdx, "dx"),
                                (dh0, tdh0, "dh0"), (dc0, tdc0, "dc0")]:
         assert_close(ours, theirs, dtype, what)
+    assert m.grads.keys() == tgrads.keys()  # no bias gradients without biases
     for name in tgrads:
         assert_close(m.grads[name], tgrads[name], dtype, name)
 
@@ -104,29 +105,37 @@ def test_unbatched_input_matches_torch(bidir):
     for ours, theirs, what in [(y, ty, "y"), (h, th, "h_n"), (c, tc, "c_n"), (dx, tdx, "dx"),
                                (dh0, tdh0, "dh0"), (dc0, tdc0, "dc0")]:
         assert_close(ours, theirs, "float64", what)
+    assert m.grads.keys() == tgrads.keys()
+    for name in tgrads:
+        assert_close(m.grads[name], tgrads[name], "float64", name)
 
 
 def test_from_torch_builds_an_equal_model():
     torch.manual_seed(0)
     net = torch.nn.LSTM(4, 6, num_layers=2, batch_first=True, bidirectional=True,
-                        dtype=torch.float64)
+                        dropout=0.25, dtype=torch.float64).eval()
     m = fastlstm.from_torch(net)
     assert (m.input_size, m.hidden_size, m.num_layers, m.bidirectional, m.batch_first,
-            m.dtype.name) == (4, 6, 2, True, True, "float64")
+            m.dropout, m.bias, m.dtype.name) == (4, 6, 2, True, True, 0.25, True, "float64")
+    assert fastlstm.from_torch(net, dtype="float32").dtype.name == "float32"
     x = np.random.default_rng(0).standard_normal((2, 7, 4))
     y, (h, c) = m.eval()(x)
     with torch.no_grad():
         ty, (th, tc) = net(torch.from_numpy(x))
     assert_close(y, ty.numpy(), "float64", "y")
     assert_close(h, th.numpy(), "float64", "h_n")
+    assert_close(c, tc.numpy(), "float64", "c_n")
+    with torch.no_grad():  # a copy: changing the module afterwards leaves the model alone
+        net.weight_hh_l0.zero_()
+    assert not np.all(m.state_dict()["weight_hh_l0"] == 0)
 
 
 def test_load_state_dict_accepts_tensors_that_require_grad():
     net = torch.nn.LSTM(3, 4, dtype=torch.float32)  # parameters require grad
     m = fastlstm.LSTM(3, 4)
     m.load_state_dict(dict(net.named_parameters()))
-    np.testing.assert_array_equal(m.state_dict()["weight_hh_l0"],
-                                  net.weight_hh_l0.detach().numpy())
+    for name, p in net.named_parameters():
+        np.testing.assert_array_equal(m.state_dict()[name], p.detach().numpy(), err_msg=name)
 
 
 def test_from_torch_rejects_projections():
