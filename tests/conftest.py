@@ -105,8 +105,3 @@ def flushed_cell_state(backend, T, B):
     _, (_, c) = m(np.zeros((T, B, 1), np.float32), hx)
     assert tiny * np.float32(0.5) != 0  # the caller's mode is restored
     return c, hx
-
-
-@pytest.fixture
-def small_model():
-    return fastlstm.LSTM(3, 4, seed=0, dtype="float64")
