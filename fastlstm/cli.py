@@ -141,7 +141,7 @@ def cmd_bench(args, parser):
               f"interleaved runs; {info['cpu']}; float32 GEMM peak "
               f"{result['gemm_peak_gflops']:.0f} GFLOP/s"
               + "".join(f"; {p} {v}" for p, v in versions.items()))
-    print(report.format_report(result, header))
+    print(report.format_report(result, header, info))
     _write_json(args.json, {"machine": info, "versions": versions, **result})
     if args.plot:
         report.plot_ratios(result, args.plot)

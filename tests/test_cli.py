@@ -44,8 +44,8 @@ def test_info_json(capsys):
 
 def test_bench_quick_prints_table_progress_and_json(capsys, tmp_path):
     path = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--configs", "edge", "--compare", "none", "--backends", "numpy",
-                 "--json", str(path)]) == 0
+    assert main(["bench", "--quick", "--configs", "edge", "--compare", "none", "--backends",
+                 "numpy", "--json", str(path)]) == 0
     out, err = capsys.readouterr()
     assert "[1/1] edge (B=1 T=100 I=32 H=128): checking" in err
     assert "GEMM peak" in out
@@ -57,6 +57,9 @@ def test_bench_quick_prints_table_progress_and_json(capsys, tmp_path):
     assert r["config"] == "edge" and r["forward_ms"] > 0 and r["train_ms"] > 0
     assert 0 < r["forward_pct_peak"] < 100 and data["gemm_peak_gflops"] > 1
     assert r["ratios"] == {"numpy/forward": 1.0, "numpy/train": 1.0}
+    summary = " ".join(out.split("\n\n")[-1].split())  # the closing block, unwrapped
+    assert summary.startswith("Summary: auto uses ")
+    assert "Only the NumPy reference ran" in summary and "No peer was asked for" in summary
     assert data["machine"]["threads"] >= 1 and "blas" in data["machine"]
 
 

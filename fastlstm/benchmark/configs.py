@@ -15,6 +15,7 @@ class Config:
     stream: bool = False  # one time step per call, the state carried by the caller
     ragged: bool = False  # lengths spread over 50-100% of T
     about: str = ""
+    group: str = ""  # configs the closing summary sums up in one sentence
 
     def lengths(self):
         """Per-sequence lengths (ragged configs) or None; the same every call."""
@@ -44,14 +45,20 @@ class Config:
 
 
 CONFIGS = {c.name: c for c in [
-    Config("edge", B=1, T=100, I=32, H=128, about="small model, one sequence"),
-    Config("single", B=1, T=100, I=256, H=256, about="one sequence, W_hh 1 MB"),
-    Config("mid", B=16, T=100, I=64, H=256, about="a training batch"),
-    Config("large", B=64, T=50, I=512, H=512, about="GEMM-sized"),
+    Config("edge", B=1, T=100, I=32, H=128, about="small model, one sequence",
+           group="small models"),
+    Config("single", B=1, T=100, I=256, H=256, about="one sequence, W_hh 1 MB",
+           group="one sequence, larger weights"),
+    Config("mid", B=16, T=100, I=64, H=256, about="a training batch",
+           group="training batches"),
+    Config("large", B=64, T=50, I=512, H=512, about="GEMM-sized", group="GEMM-sized batches"),
     Config("seed", B=32, T=10, I=1, H=50, layers=2,
-           about="Keras-style seed model: LSTM(50) -> LSTM(50) on 1 feature"),
+           about="Keras-style seed model: LSTM(50) -> LSTM(50) on 1 feature",
+           group="small models"),
     Config("stream", B=1, T=100, I=32, H=128, stream=True,
-           about="100 calls of one step each, state carried (sensor loop)"),
+           about="100 calls of one step each, state carried (sensor loop)",
+           group="small models"),
     Config("lengths", B=16, T=100, I=64, H=256, ragged=True,
-           about="mid with lengths over 50-100% of T (compare with mid: padded)"),
+           about="mid with lengths over 50-100% of T (compare with mid: padded)",
+           group="training batches"),
 ]}

@@ -11,15 +11,16 @@ import numpy as np
 from ..params import to_onnx_weights
 
 PEERS = ("torch", "onnxruntime")
+INSTALL = ('pip install "fastlstm[compare]" (from a clone of the repository: '
+           'pip install ".[compare]")')
 
 
 def peer_status(name):
-    """'' when peer `name` can run here, else a one-line reason."""
+    """'' when peer `name` can run here, else why not (e.g. "torch not installed")."""
     needs = {"torch": ["torch"], "onnxruntime": ["onnxruntime", "onnx"]}[name]
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:
-        return (f"{name} skipped: {' and '.join(missing)} not installed "
-                "(pip install 'fastlstm[compare]')")
+        return f"{' and '.join(missing)} not installed"
     return ""
 
 

@@ -1,4 +1,11 @@
-"""The benchmark's tables, and its plot."""
+"""The benchmark's tables, its closing summary, and its plot."""
+import textwrap
+
+from .peers import INSTALL
+
+# Ratios nearer 1 than this read "about as fast": the same figure moves by 10-20% between
+# runs on a shared machine, so 0.98x is no verdict.
+FASTER, SLOWER = 1.05, 1 / 1.05
 
 
 def _table(head, body, right_from=2):
@@ -66,7 +73,131 @@ def format_extras(result):
     return "\n".join(lines)
 
 
-def format_report(result, header):
+def _span(ratios):
+    lo, hi = f"{min(ratios):.2f}", f"{max(ratios):.2f}"
+    return f"{lo}x" if lo == hi else f"{lo}-{hi}x"
+
+
+def verdict(pairs):
+    """In words, fastlstm against another implementation over some configs.
+
+    pairs: (config, other time / fastlstm time). Gives "faster (1.70-2.80x)", "slower
+    (0.90x)", "about as fast (0.98x)", or, when configs differ, each verdict with the
+    configs it holds on: "faster on edge, seed (1.70-2.80x), slower on stream (0.90x)".
+    """
+    parts = []
+    for word, holds in (("faster", lambda r: r >= FASTER), ("slower", lambda r: r <= SLOWER),
+                        ("about as fast", lambda r: SLOWER < r < FASTER)):
+        hit = [(config, r) for config, r in pairs if holds(r)]
+        if hit:
+            parts.append((word, hit))
+    if len(parts) == 1:
+        word, hit = parts[0]
+        return f"{word} ({_span([r for _, r in hit])})"
+    return ", ".join(f"{word} on {', '.join(c for c, _ in hit)} ({_span([r for _, r in hit])})"
+                     for word, hit in parts)
+
+
+def auto_sentence(machine):
+    """Which backend backend="auto" uses on this machine and why, from the
+    `fastlstm.info.collect_info()` dict."""
+    order, status = machine["auto_order"], machine["backends"]
+    first, rest = order[0], order[1:]
+    if first == "cython":
+        ext = machine["extension"]
+        how = ["OpenMP" if ext.get("openmp") else "without OpenMP: one core",
+               "-march=native" if ext.get("native") else "portable: no -march=native"]
+        if ext.get("debug"):
+            how.append("a debug build: index checks on, slower")
+        why = f"the compiled extension is built here ({', '.join(how)})"
+    elif first == "numba":
+        why = (f"the compiled extension is not built here ({status['cython']['reason']}); "
+               "numba compiles its kernels on first use and caches them")
+    else:
+        missing = [f"{name}: {b['reason']}" for name, b in status.items()
+                   if name != first and not b["available"]]
+        why = f"no faster backend can run here ({'; '.join(missing)})"
+    return f"auto uses {first}: {why}" + (f"; next in line: {', '.join(rest)}." if rest
+                                           else ".")
+
+
+def _summarised_impl(result, machine):
+    """The fastlstm backend the summary speaks for: auto's choice when it ran, else the
+    first fast backend that ran, else the reference."""
+    ran = result["backends"]
+    auto = machine["auto_order"][0]
+    if auto in ran:
+        return auto
+    return next((b for b in ran if b != "numpy"), "numpy")
+
+
+def _group_sentence(group, rows, impl, others):
+    """One sentence: `impl` against the fastest of `others` per config, forward and
+    forward+backward. None when nothing in the group can be compared."""
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    ours = {r["config"]: r for r in rows if r["impl"] == f"fastlstm[{impl}]"}
+    clauses = []
+    for mode, title in (("forward", "forward"), ("train", "forward+backward")):
+        pairs, fastest, ran = [], [], set()
+        for config in (c for c in configs if c in ours):
+            ratios = {o: ours[config]["ratios"].get(f"{o}/{mode}") for o in others}
+            ratios = {o: v for o, v in ratios.items() if v}
+            if ratios:
+                best = min(ratios, key=ratios.get)  # the smallest time ratio: the fastest
+                pairs.append((config, ratios[best]))
+                fastest.append(best)
+                ran.update(ratios)
+        if pairs:
+            names = ", ".join(_name(o) for o in dict.fromkeys(fastest))
+            who = f"the fastest peer ({names})" if len(ran) > 1 else names
+            clauses.append(f"{title} against {who}: {verdict(pairs)}")
+    if not clauses:
+        return None
+    return f"{group} ({', '.join(configs)}): fastlstm[{impl}] {'; '.join(clauses)}."
+
+
+def _name(other):
+    return "the NumPy reference" if other == "numpy" else other
+
+
+def format_summary(result, machine):
+    """The closing lines of `fastlstm bench`: which backend auto uses here and why, one
+    sentence per config group against the fastest peer that ran (against the NumPy
+    reference when none did), and the peers that were skipped, with how to install them.
+
+    result: what suite.run_suite returns; machine: what fastlstm.info.collect_info returns.
+    """
+    lines = [auto_sentence(machine)]
+    impl = _summarised_impl(result, machine)
+    peers = result["peers"]
+    others = peers or (["numpy"] if impl != "numpy" else [])
+    groups = {}
+    for r in result["rows"]:
+        groups.setdefault(r.get("group") or r["config"], []).append(r)
+    if others:
+        lines.append("x = other time / fastlstm time, as in the ratios above; within 5% "
+                     "of 1 reads \"about as fast\".")
+        for group, rows in groups.items():
+            sentence = _group_sentence(group, rows, impl, others)
+            if sentence:
+                lines.append(sentence)
+    else:
+        lines.append("Only the NumPy reference ran: there is nothing to compare it with.")
+    skipped = result.get("skipped_peers", {})
+    if skipped:
+        lines.append("Not compared: " + ", ".join(f"{p} ({why})" for p, why in skipped.items())
+                     + f". To compare with them: {INSTALL}.")
+    elif not peers:
+        lines.append("No peer was asked for (--compare none); PyTorch and ONNX Runtime "
+                     f"run side by side when installed: {INSTALL}.")
+    wrapped = [textwrap.fill(line, width=100, initial_indent="  ", subsequent_indent="    ",
+                             break_on_hyphens=False, break_long_words=False) for line in lines]
+    return "\n".join(["Summary:"] + wrapped)
+
+
+def format_report(result, header, machine=None):
+    """The whole text report of one `fastlstm bench` run; the summary closes it when
+    `machine` (fastlstm.info.collect_info()) is given."""
     parts = [header, "", format_times(result), "",
              "Ratios: other time / fastlstm time (> 1 means fastlstm is faster)",
              format_ratios(result)]
@@ -76,8 +207,8 @@ def format_report(result, header):
     if result.get("first_calls"):
         from .first_call import format_first_calls
         parts += ["", format_first_calls(result["first_calls"])]
-    if result["notes"]:
-        parts += [""] + result["notes"]
+    if machine is not None:
+        parts += ["", format_summary(result, machine)]
     return "\n".join(parts)
 
 

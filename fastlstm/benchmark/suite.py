@@ -32,17 +32,18 @@ def run_suite(config_names, backends, peers, repeat, threads, progress=print, ge
     """Every figure of one `fastlstm bench` run, as a JSON-friendly dict.
 
     backends: fastlstm backend names (the NumPy reference is added when missing);
-    peers: names from peers.PEERS; ones that cannot run here become notes;
+    peers: names from peers.PEERS; ones that cannot run here are listed, with the
+    reason, under "skipped_peers";
     first_call: also time the first call of JIT backends in fresh processes.
     """
     backends = ["numpy"] + [b for b in backends if b != "numpy"]  # the reference comes first
-    notes = []
+    skipped = {}
     runnable_peers = []
     for p in peers:
         reason = peer_status(p)
         if reason:
-            notes.append(reason)
-            progress(reason)
+            skipped[p] = reason
+            progress(f"{p} skipped: {reason}")
         else:
             runnable_peers.append(p)
     progress(f"measuring the float32 GEMM peak ({gemm_n}^3) ...")
@@ -74,7 +75,8 @@ def run_suite(config_names, backends, peers, repeat, threads, progress=print, ge
                      "cached) ...")
             firsts.append(first_calls(b, name, threads))
     return {"gemm_peak_gflops": peak, "repeat": repeat, "threads": threads, "rows": rows,
-            "notes": notes, "peers": runnable_peers, "backends": backends,
+            "peers_requested": list(peers), "peers": runnable_peers, "skipped_peers": skipped,
+            "backends": backends,
             "first_calls": firsts}
 
 
@@ -92,9 +94,9 @@ def _time_all(runners, repeat):
 
 
 def _row(cfg, runner, fwd_s, train_s, peak):
-    row = {"config": cfg.name, "impl": runner.label, "kind": "peer"
-           if not runner.label.startswith("fastlstm") else "fastlstm",
-           "B": cfg.B, "T": cfg.T, "I": cfg.I, "H": cfg.H, "layers": cfg.layers}
+    kind = "fastlstm" if runner.label.startswith("fastlstm") else "peer"
+    row = {"config": cfg.name, "group": cfg.group or cfg.name, "impl": runner.label,
+           "kind": kind, "B": cfg.B, "T": cfg.T, "I": cfg.I, "H": cfg.H, "layers": cfg.layers}
     for mode, seconds, flops in (("forward", fwd_s, cfg.flops()),
                                  ("train", train_s, cfg.flops(backward=True))):
         if seconds is None:
