@@ -18,6 +18,8 @@ _workloads, _references = {}, {}
 
 
 def workload(config):
+    """The config's inputs and weights, built once per session, and the reference's
+    output and input gradient on them (what every implementation is checked against)."""
     if config not in _workloads:
         _workloads[config] = make_workload(CONFIGS[config])
         ref = FastlstmRunner(_workloads[config], "numpy")
@@ -26,6 +28,7 @@ def workload(config):
 
 
 def make_runner(impl, wl):
+    """A runner for "fastlstm[backend]" or a peer; skips a peer that is not installed."""
     if impl.startswith("fastlstm["):
         return FastlstmRunner(wl, impl[len("fastlstm["):-1])
     if peer_status(impl):

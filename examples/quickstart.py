@@ -13,8 +13,9 @@ y, (h_n, c_n) = model(x, lengths=[20, 18, 15, 20, 9, 20, 1, 12])   # training mo
 dx, (dh0, dc0) = model.backward(np.ones_like(y))                    # d sum(y) / d inputs
 print("y", y.shape, "h_n", h_n.shape, "grad of weight_ih_l0", model.grads["weight_ih_l0"].shape)
 
-path = os.path.join(tempfile.mkdtemp(), "model.npz")
-model.save(path)                                                    # .npz, no pickle
-served = fastlstm.load(path).eval()                                 # no tape, no dropout
+with tempfile.TemporaryDirectory() as folder:                       # leaves nothing behind
+    path = os.path.join(folder, "model.npz")
+    model.save(path)                                                # .npz, no pickle
+    served = fastlstm.load(path).eval()                             # no tape, no dropout
 y2, _ = served(x, lengths=[20, 18, 15, 20, 9, 20, 1, 12])
 assert np.allclose(y, y2)
