@@ -115,7 +115,11 @@ def test_install_without_a_compiler_falls_back_loudly(tmp_path, env, warning):
     log = result.stdout + result.stderr
     assert "fastlstm build WARNING" in log and warning in log
     assert not list(target.glob("fastlstm/_cy/*.so"))
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    # numba's cache goes to the per-user cache folder, here one of the test's own
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FASTLSTM_NUMBA_CACHE_DIR", "NUMBA_CACHE_DIR")}
+    env.update(PYTHONPATH=str(target), HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
     check = subprocess.run(
         [sys.executable, "-c", "import fastlstm, numpy as np; print(fastlstm.__file__); "
          "print(fastlstm.available_backends()); "
@@ -130,6 +134,10 @@ def test_install_without_a_compiler_falls_back_loudly(tmp_path, env, warning):
                          text=True, cwd=tmp_path, env=env)
     assert cli.returncode == 0, cli.stderr
     assert "seed" in cli.stdout and "fastlstm[numpy]" in cli.stdout
+    assert "fastlstm[numba]" in cli.stdout
+    # the package never writes into its install folder: pip uninstall would leave it behind
+    assert list(home.rglob("*.nbi")), "numba cached nothing in the per-user cache folder"
+    assert not [p for p in target.rglob("*") if p.suffix in (".nbi", ".nbc")]
     data = subprocess.run([sys.executable, "-c", "from fastlstm.data import load_lynx; "
                            "print(len(load_lynx()[1]))"], capture_output=True, text=True,
                           cwd=tmp_path, env=env)
