@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm._cy import load_extension
+from fastlstm._cy import load_error, load_extension
 from fastlstm.info import collect_info
 
 ROOT = Path(__file__).resolve().parents[1]
 ext = load_extension("buildinfo")
-needs_ext = pytest.mark.skipif(ext is None, reason="compiled extension not built here")
+needs_ext = pytest.mark.skipif(
+    ext is None, reason=f"compiled extension not built here: {load_error('buildinfo')}")
 
 
 @needs_ext
