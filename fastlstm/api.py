@@ -92,6 +92,7 @@ class LSTM:
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", backend="auto", seed=None):
+        """Build the model with fresh weights (see the class docstring's Parameters)."""
         self._configure(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                         bidirectional, dtype, backend)
         seed = check.seed_value(seed)
@@ -339,6 +340,13 @@ class LSTM:
         Returns
         -------
         LSTM
+
+        Raises
+        ------
+        TypeError
+            If `state_dict` is not a mapping, or an entry is not numeric.
+        ValueError
+            If it does not hold torch.nn.LSTM weights, or its shapes disagree.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of name -> array, "
