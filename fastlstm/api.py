@@ -405,9 +405,9 @@ class LSTM:
         x = np.array(x, order="C", copy=True) if self.training else np.ascontiguousarray(x)
         if lengths is not None:
             lengths = check.lengths_array(lengths, T, B)
-        if hx is not None and isinstance(hx, (tuple, list)):
-            hx = tuple(self._as_model_dtype(v, f"hx[{i}] ({('h0', 'c0')[i]})")
-                       for i, v in enumerate(hx[:2])) + tuple(hx[2:])
+        if isinstance(hx, (tuple, list)) and len(hx) == 2:  # other hx: state_pair says why
+            hx = (self._as_model_dtype(hx[0], "hx[0] (h0)"),
+                  self._as_model_dtype(hx[1], "hx[1] (c0)"))
         L, D, H = self.num_layers, self.num_directions, self.hidden_size
         h0, c0 = check.state_pair(hx, L * D, B, H, self.dtype, unbatched)
         seq = packed_sequences(T, B, lengths)
