@@ -70,7 +70,8 @@ def test_eval_keeps_no_tape_and_backward_then_raises():
         m.backward(np.zeros_like(y))
     m.train()
     y, _ = m(np.zeros((2, 1, 3)))
-    m.backward(np.zeros_like(y))  # fine again
+    dx, (dh0, _) = m.backward(np.ones_like(y))  # fine again
+    assert dx.shape == (2, 1, 3) and dh0.shape == (1, 1, 4) and np.any(dx != 0)
 
 
 def test_eval_and_train_forward_agree_without_dropout():

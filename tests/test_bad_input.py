@@ -98,6 +98,8 @@ def test_lengths_need_batched_input():
 def test_bad_backward_arguments():
     m = fastlstm.LSTM(3, 4)
     y, (h, c) = m(X)
+    dx_before, _ = m.backward(np.ones_like(y))
+    grads_before = m.flat_grads.copy()
     with pytest.raises(ValueError, match=r"dy must have the shape of the last forward's y"):
         m.backward(np.zeros((5, 2, 5)))
     with pytest.raises(ValueError, match="dh_n must have the shape"):
@@ -106,7 +108,9 @@ def test_bad_backward_arguments():
         m.backward(np.zeros_like(y), dc_n=np.zeros((1, 2)))
     with pytest.raises(TypeError, match="dy must hold real numbers"):
         m.backward(np.zeros(y.shape, complex))
-    m.backward(np.zeros_like(y))  # the failed calls left the tape intact
+    dx_after, _ = m.backward(np.ones_like(y))  # the failed calls left the tape intact
+    np.testing.assert_array_equal(dx_after, dx_before)
+    np.testing.assert_array_equal(m.flat_grads, grads_before)
 
 
 def test_failed_forward_keeps_the_previous_tape():
