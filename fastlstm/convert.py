@@ -3,8 +3,12 @@
 The model keeps one internal layout (torch's names and gate order); each framework's
 layout is translated here, at the edge, and nowhere else.
 """
+import numbers
+
+import numpy as np
+
 from .api import LSTM
-from .params import from_keras_weights, to_keras_weights
+from .params import from_keras_weights, layer_param_names, to_keras_weights
 
 
 def from_keras(kernel, recurrent_kernel, bias=None, *, batch_first=True, dtype="float32",
@@ -97,16 +101,14 @@ def to_keras(model, layer=0, reverse=False):
     """
     if not isinstance(model, LSTM):
         raise TypeError(f"model must be a fastlstm.LSTM, got {type(model).__name__}")
-    if not isinstance(layer, int) or not 0 <= layer < model.num_layers:
+    if (isinstance(layer, (bool, np.bool_)) or not isinstance(layer, numbers.Integral)
+            or not 0 <= layer < model.num_layers):
         raise ValueError(f"layer must be an int in 0..{model.num_layers - 1}, got {layer!r}")
     if reverse and not model.bidirectional:
         raise ValueError("reverse=True needs a bidirectional model")
-    s = f"l{layer}{'_reverse' if reverse else ''}"
     p = model.state_dict()
-    if not model.bias:
-        return to_keras_weights(p[f"weight_ih_{s}"], p[f"weight_hh_{s}"])
-    return to_keras_weights(p[f"weight_ih_{s}"], p[f"weight_hh_{s}"], p[f"bias_ih_{s}"],
-                            p[f"bias_hh_{s}"])
+    names = layer_param_names(int(layer), 1 if reverse else 0, model.bias)
+    return to_keras_weights(*(p[n] for n in names if n is not None))
 
 
 def from_torch(module, *, dtype=None, backend="auto"):
@@ -135,7 +137,7 @@ def from_torch(module, *, dtype=None, backend="auto"):
     ------
     TypeError
         If `module` does not look like a ``torch.nn.LSTM`` (no ``state_dict``,
-        ``hidden_size`` or ``num_layers``).
+        ``hidden_size`` or ``num_layers``), or is another recurrent module (GRU, RNN).
     ValueError
         If the module has ``proj_size > 0``, or its dtype is not float32 or float64 and
         no `dtype` is given.
@@ -146,6 +148,10 @@ def from_torch(module, *, dtype=None, backend="auto"):
     """
     if not all(hasattr(module, a) for a in ("state_dict", "hidden_size", "num_layers")):
         raise TypeError(f"module must be a torch.nn.LSTM, got {type(module).__name__}")
+    mode = getattr(module, "mode", "LSTM")  # torch's RNN, GRU and LSTM share one base class
+    if mode != "LSTM":
+        raise TypeError(f"module must be a torch.nn.LSTM, got a {type(module).__name__} "
+                        f"(mode {mode!r}): only LSTMs are supported")
     if getattr(module, "proj_size", 0):
         raise ValueError("torch LSTMs with proj_size > 0 are not supported")
     state = module.state_dict()

@@ -149,6 +149,9 @@ def config_from_state_dict(state):
     if w_ih.ndim != 2 or w_hh.ndim != 2:
         raise ValueError("weight_ih_l0 and weight_hh_l0 must be 2-D, "
                          f"got shapes {w_ih.shape} and {w_hh.shape}")
+    if w_hh.shape[0] != 4 * w_hh.shape[1]:
+        raise ValueError(f"weight_hh_l0 has shape {w_hh.shape}: an LSTM's has 4*hidden_size "
+                         "rows (4 gates); these are not an LSTM's weights (a GRU has 3)")
     num_layers = 0
     while param_name("weight_ih", num_layers, 0) in state:
         num_layers += 1

@@ -136,3 +136,20 @@ def test_to_keras_drives_real_keras(keras):
     np.testing.assert_allclose(y, ky, atol=1e-5)
     np.testing.assert_allclose(h[0], kh, atol=1e-5)
     np.testing.assert_allclose(c[0], kc, atol=1e-5)
+
+
+def test_to_keras_takes_numpy_ints_for_layer():
+    m = fastlstm.LSTM(3, 4, num_layers=2, seed=0)
+    for a, b in zip(fastlstm.to_keras(m, layer=np.int64(1)), fastlstm.to_keras(m, layer=1)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="layer must be an int"):
+        fastlstm.to_keras(m, layer=True)
+
+
+def test_a_gru_state_dict_is_not_an_lstm():
+    rng = np.random.default_rng(0)
+    gru = {"weight_ih_l0": rng.standard_normal((15, 3)),
+           "weight_hh_l0": rng.standard_normal((15, 5)),
+           "bias_ih_l0": np.zeros(15), "bias_hh_l0": np.zeros(15)}
+    with pytest.raises(ValueError, match="not an LSTM's weights"):
+        fastlstm.LSTM.from_state_dict(gru)

@@ -142,3 +142,10 @@ def test_from_torch_rejects_projections():
     net = torch.nn.LSTM(3, 4, proj_size=2)
     with pytest.raises(ValueError, match="proj_size"):
         fastlstm.from_torch(net)
+
+
+@pytest.mark.parametrize("cls", ["GRU", "RNN"])
+def test_from_torch_refuses_other_recurrent_modules(cls):
+    module = getattr(torch.nn, cls)(3, 5)
+    with pytest.raises(TypeError, match=f"module must be a torch.nn.LSTM, got a {cls}"):
+        fastlstm.from_torch(module)
