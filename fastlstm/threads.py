@@ -3,6 +3,15 @@
 set_num_threads(n) governs BLAS (through threadpoolctl), the compiled kernels'
 OpenMP regions and numba's thread pool together, so that only one level runs
 parallel at a time and nothing is oversubscribed.
+
+Every thread count, from the API or the command line, goes through check_num_threads:
+a positive int, at most the cores this process may run on. More is refused with a
+ValueError, as numba refuses a count above its pool (NUMBA_NUM_THREADS), rather than
+capped: the kernels synchronise every time step, so a thread without a core of its own
+stalls all the others (slower, never faster), and a count beyond the machine is a
+mistake to report, not to paper over; a silent or merely warned cap would also make a
+benchmark print one count and measure another. Uncapped, such a count went on to BLAS,
+OpenMP and the benchmark's peers: `fastlstm bench --threads 100000` crashed in PyTorch.
 """
 import os
 import sys
@@ -26,6 +35,36 @@ def default_num_threads():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def check_num_threads(n, name="n"):
+    """`n` as an int if it is a thread count fastlstm accepts.
+
+    Parameters
+    ----------
+    n : int
+        The count to check.
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    int
+        `n`, as an int.
+
+    Raises
+    ------
+    TypeError
+        If `n` is not an int (bools are refused too).
+    ValueError
+        If `n` is less than 1 or more than :func:`default_num_threads`.
+    """
+    n = check.positive_int(n, name)
+    cores = default_num_threads()
+    if n > cores:
+        raise ValueError(f"{name} must be at most {cores}, the cores this process may run on "
+                         f"(more threads than cores only slow the kernels down), got {n}")
+    return n
 
 
 def get_num_threads():
@@ -60,7 +99,8 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int
-        Number of threads, at least 1. numba's share is capped at the size of the pool
+        Number of threads, from 1 to the number of cores this process may run on
+        (:func:`default_num_threads`). numba's share is capped at the size of the pool
         numba started with (``NUMBA_NUM_THREADS``).
 
     Returns
@@ -73,14 +113,15 @@ def set_num_threads(n):
     TypeError
         If `n` is not an int (bools are refused too).
     ValueError
-        If `n` is less than 1.
+        If `n` is less than 1 or more than the cores this process may run on; nothing
+        is changed then.
 
     See Also
     --------
     get_num_threads
     """
     global _num_threads
-    n = check.positive_int(n, "n")
+    n = check_num_threads(n, "n")
     _num_threads = n
     try:
         from threadpoolctl import ThreadpoolController
