@@ -27,6 +27,15 @@ def _positive(text):
     return value
 
 
+def _thread_count(text):
+    """argparse type of --threads: fastlstm.threads' rule (1 .. usable cores)."""
+    from .threads import check_num_threads
+    try:
+        return check_num_threads(_positive(text), "--threads")
+    except ValueError as exc:  # "--threads must be ...": argparse names the option itself
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--threads ")) from None
+
+
 def build_parser():
     """The argument parser of the `fastlstm` command (its subcommands and options)."""
     from ._version import __version__
@@ -60,8 +69,9 @@ def build_parser():
     bench.add_argument("--quick", action="store_true",
                        help="3 runs per figure and a smaller GEMM peak probe: seconds, for CI "
                             "and a first look")
-    bench.add_argument("--threads", type=_positive, help="threads for fastlstm and the peers "
-                                                         "(default: every usable core)")
+    bench.add_argument("--threads", type=_thread_count,
+                       help="threads for fastlstm and the peers, at most the usable cores "
+                            "(default: every usable core)")
     bench.add_argument("--json", metavar="FILE", help="also write every figure, the machine, "
                                                       "versions, threads and BLAS to FILE")
     bench.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios per config "

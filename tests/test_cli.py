@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
-from fastlstm.cli import main
+from fastlstm.cli import build_parser, main
+from fastlstm.threads import default_num_threads
+
+CORES = default_num_threads()
 
 
 def test_info_as_a_module_command():
@@ -69,6 +72,8 @@ def test_bench_quick_prints_table_progress_and_json(capsys, tmp_path):
     (["bench", "--compare", "tensorflow"], "unknown peer tensorflow"),
     (["bench", "--repeat", "0"], "must be a positive integer"),
     (["bench", "--threads", "-2"], "must be a positive integer"),
+    (["bench", "--threads", str(CORES + 1)],
+     f"argument --threads: must be at most {CORES}, the cores this process may run on"),
     (["bench", "--configs", ","], "unknown config (none given)"),
     (["bench", "--json", "/no/such/folder/x.json"], "folder /no/such/folder does not exist"),
     (["frobnicate"], "invalid choice"),
@@ -78,6 +83,20 @@ def test_bad_arguments_exit_2_with_a_message(capsys, argv, message):
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_bench_with_more_threads_than_cores_exits_2_instead_of_crashing():
+    # it used to hand 100000 threads to torch (a segfault) and ONNX Runtime (a hang)
+    run = subprocess.run([sys.executable, "-m", "fastlstm", "bench", "--threads", "100000",
+                          "--quick", "--configs", "edge", "--backends", "numpy",
+                          "--no-first-call"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, f"exit status {run.returncode}\n{run.stderr[-2000:]}"
+    assert f"argument --threads: must be at most {CORES}" in run.stderr
+    assert "got 100000" in run.stderr and run.stdout == ""
+
+
+def test_bench_accepts_every_core():
+    assert build_parser().parse_args(["bench", "--threads", str(CORES)]).threads == CORES
 
 
 def test_bench_refuses_to_time_a_backend_that_disagrees(monkeypatch, capsys):
