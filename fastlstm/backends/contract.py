@@ -38,8 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sequences import PackedSequences, packed_sequences
-
 
 @dataclass
 class Tape:
@@ -53,9 +51,3 @@ class Tape:
     def empty(cls, T, B, H, dtype):
         return cls(gates=np.empty((T, B, 4 * H), dtype), c=np.empty((T + 1, B, H), dtype),
                    h=np.empty((T + 1, B, H), dtype))
-
-
-def as_sequences(seq, T, B):
-    """seq itself, or the layout of a plain lengths array (None: dense). The contract
-    takes a PackedSequences; plain lengths are accepted only until every caller builds one."""
-    return seq if type(seq) is PackedSequences else packed_sequences(T, B, seq)

@@ -16,7 +16,6 @@ import numpy as np
 from .._blas import pin_scipy_blas
 from .._cy import load_extension
 from ._fork import in_forked_child
-from .contract import as_sequences
 from ..threads import get_num_threads
 
 NAME = "cython"
@@ -134,7 +133,6 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None)
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, b)
-    seq = as_sequences(seq, T, B)
     ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense)
     nthreads, tu = plan(T, B, H, packed.k.nub)
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
@@ -148,7 +146,6 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
-    seq = as_sequences(seq, T, B)
     ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense)
     nthreads, tu = plan(T, B, H, packed.k.nub)
     with _blas_guard or _NO_GUARD:

@@ -11,8 +11,6 @@ layout it only reads seq.lengths: each step works on the rows still inside their
 """
 import numpy as np
 
-from .contract import as_sequences
-
 NAME = "numpy"
 
 
@@ -27,9 +25,9 @@ def _active_rows(lengths, t):
 
 
 def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape):
-    T, B = x.shape[:2]
+    T = x.shape[0]
     H = w_hh.shape[1]
-    lengths = as_sequences(seq, T, B).lengths
+    lengths = seq.lengths
     h = h0.copy()
     c = c0.copy()
     if tape is not None:
@@ -57,9 +55,9 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape):
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq,
                    dx, dw_ih, dw_hh, db, dh0, dc0):
-    T, B = x.shape[:2]
+    T = x.shape[0]
     H = w_hh.shape[1]
-    lengths = as_sequences(seq, T, B).lengths
+    lengths = seq.lengths
     dh = dh_n.copy()  # dL/dh_t flowing back from step t+1 (and from h_n)
     dc = dc_n.copy()
     dz_all = np.zeros(tape.gates.shape, x.dtype)  # dL/dz_t for every step (0 past a length)
