@@ -1,6 +1,7 @@
 """What only the numba backend has: its serial and parallel builds and block widths,
-thread-count changes (in-process and across cached runs), its on-disk cache folder,
-lazy import, fork, concurrent threads, denormals and NaN/inf."""
+its caller-owned workspace (the kernels allocate nothing), thread-count changes
+(in-process and across cached runs), its on-disk cache folder, lazy import, fork,
+concurrent threads, denormals and NaN/inf."""
 import json
 import os
 import platform
@@ -58,6 +59,92 @@ def test_blocks_cover_every_unit_once(nb):
                 assert np.all(np.diff(groups) > 0) and len(groups) - 1 <= threads
 
 
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5]])
+def test_workspace_is_exactly_what_its_regions_describe(nb, monkeypatch, build, lengths):
+    """The kernels run in a workspace of exactly workspace_size() elements, NaN-filled
+    so a region read before it is written would show, and refuse one element fewer,
+    leaving the caller's floating-point mode as it was."""
+    nb.FORCE = build
+    fastlstm.set_num_threads(2)
+    sizes = []
+
+    def exact(n, dtype):
+        sizes.append(n)
+        return np.full(n, np.nan, dtype)
+    monkeypatch.setattr(nb, "scratch", exact)
+    compare_with_reference("float64", 6, 3, 5, 40, bidir=True, lengths=lengths)
+    assert len(sizes) == 4  # forward and backward, both directions
+    monkeypatch.setattr(nb, "scratch", lambda n, dtype: np.zeros(n - 1, dtype))
+    m = fastlstm.LSTM(5, 40, backend="numba", dtype="float64")
+    with pytest.raises(ValueError, match="workspace is smaller"):
+        m(np.zeros((6, 3, 5)), lengths=lengths)
+    assert np.float32(1e-39) * np.float32(0.5) != 0  # refused before flushing denormals
+
+
+def test_workspace_regions_are_aligned_and_sized(nb):
+    from fastlstm.backends.numba_kernels import entry
+    regions = entry.forward_regions.py_func(5, 3, 7, 40, 11, 2, 32)  # T B I H M groups widest
+    assert regions == ((11 * 160,), (2, 3 * 4 * 32), (2, 3, 40), (3, 40), (11, 7))
+    dense = entry.backward_regions.py_func(5, 3, 7, 40, 15, 2, 16, 2)
+    assert dense[-3:] == ((0, 7), (0, 40), (0, 7))  # M = T*B: x, h and dx are read in place
+    end = 0
+    for shape in regions:  # every region starts on a multiple of ALIGN elements
+        end = -(-end // entry.ALIGN) * entry.ALIGN + int(np.prod(shape))
+    assert entry.workspace_size(regions) == end
+    work = nb.scratch(end, np.float32)
+    assert work.ctypes.data % 64 == 0 and work.size >= end
+    assert nb.scratch(end // 2, np.float32) is work  # kept and reused for smaller calls
+
+
+NO_ALLOCATIONS = textwrap.dedent("""
+    import json, numba, numpy as np, fastlstm
+    from numba.core.runtime import rtsys
+    from fastlstm.backends import numba_cpu
+    from fastlstm.backends.numba_kernels import entry
+    fastlstm.set_num_threads(2)
+    allocate = numba.njit(lambda n: np.empty(n))
+    allocate(3)  # compiles it and starts numba's runtime, which turns the counters on
+    before = rtsys.get_allocation_stats().alloc
+    allocate(3)
+    out = {"control": rtsys.get_allocation_stats().alloc - before}  # the counter works
+    unboxed = [0]  # numba counts each array argument it receives as one allocation
+    for name in ("forward_serial", "forward_parallel", "backward_serial", "backward_parallel"):
+        def counted(*args, kernel=getattr(entry, name)):
+            unboxed[0] += sum(isinstance(a, np.ndarray) for a in args)
+            return kernel(*args)
+        setattr(entry, name, counted)
+    x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
+    for build in ("serial", "parallel"):
+        numba_cpu.FORCE = build
+        m = fastlstm.LSTM(5, 40, backend="numba", seed=0)
+        for lengths in (None, [6, 2, 4]):
+            for _ in range(2):  # the first call compiles or loads, and sizes the scratch
+                before, unboxed[0] = rtsys.get_allocation_stats().alloc, 0
+                y, _ = m(x, lengths=lengths)
+                m.backward(np.ones_like(y))
+                m.eval()(x, lengths=lengths)
+                m.train()
+                allocs = rtsys.get_allocation_stats().alloc - before
+                out[f"{build} {lengths}"] = allocs - unboxed[0]
+    print(json.dumps(out))
+""")
+
+
+def test_kernels_allocate_nothing():
+    """numba's runtime counts every array a compiled function allocates (NUMBA_NRT_STATS):
+    a training step and an inference call, serial and parallel, dense and with lengths,
+    allocate none once the caller's scratch is sized."""
+    env = {**os.environ, "NUMBA_NRT_STATS": "1"}
+    run = subprocess.run([sys.executable, "-c", NO_ALLOCATIONS], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = json.loads(run.stdout.strip().splitlines()[-1])
+    assert counts.pop("control") > 0
+    assert counts == {f"{b} {n}": 0 for b in ("serial", "parallel")
+                      for n in ("None", "[6, 2, 4]")}
+
+
 def test_plan_runs_small_steps_serially(nb):
     fastlstm.set_num_threads(2)
     threads = min(2, __import__("numba").config.NUMBA_NUM_THREADS)
@@ -91,8 +178,10 @@ CACHED_RUN = textwrap.dedent("""
     from fastlstm.backends.numba_kernels import entry
     numba_cpu.FORCE = "parallel"
     out = {"cache_dir": numba_cpu.CACHE_DIR, "numba_threads": numba.config.NUMBA_NUM_THREADS}
-    for n in (numba.config.NUMBA_NUM_THREADS, 1, 2):
-        fastlstm.set_num_threads(n)
+    from fastlstm.threads import default_num_threads
+    widest = min(numba.config.NUMBA_NUM_THREADS, default_num_threads())  # the cores allow
+    for n in (widest, 1, 2):
+        fastlstm.set_num_threads(min(n, widest))
         m = fastlstm.LSTM(6, 40, backend="numba", seed=5)
         x = np.linspace(-2, 2, 8 * 3 * 6, dtype=np.float32).reshape(8, 3, 6)
         y, _ = m(x)
@@ -113,7 +202,6 @@ def _cached_run(cache_dir, numba_threads):
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
 def test_cached_parallel_kernels_survive_thread_count_changes(tmp_path):
     """numba once crashed running parallel code cached under another thread count
     (numba#7518, seen in pynndescent): compile with 3 threads, then load the cache with

@@ -1,10 +1,12 @@
 """The numba backend: JIT-compiled kernels for machines without the compiled extension.
 
 This adapter lays the weights out for the kernels (once per weights update, through
-pack_weights), turns `lengths` into packed-sequence bookkeeping, picks serial or
-parallel kernels and the work split, and keeps numba's thread count in step with
-fastlstm.set_num_threads. The kernels are in numba_kernels/ (importing this module
-imports numba; the registry imports it only when the backend is used).
+pack_weights), hands them the packed-sequence layout (sequences.PackedSequences) as it
+is, sizes and keeps their scratch (the kernels allocate nothing: entry.py describes the
+workspace), picks serial or parallel kernels and the work split, and keeps numba's
+thread count in step with fastlstm.set_num_threads. The kernels are in numba_kernels/
+(importing this module imports numba; the registry imports it only when the backend is
+used).
 
 Work split, per layer call:
   each step's h W_hh^T and gate math run per block of hidden units, and each thread
@@ -29,11 +31,9 @@ NAME = "numba"
 _blas_guard = pin_scipy_blas()  # numba's np.dot calls scipy's BLAS from every thread
 
 # Below this many multiply-adds per step, the parallel build's region per step (~1.3 us)
-# and the split cost more than a second thread saves. Measured with the benchmark's 30 ms
-# pause before each run, serial vs parallel, ms fwd / fwd+bwd: B=1 H=128 1.25/3.19 vs
-# 1.60/3.51; B=1 H=256 5.12/12.99 vs 3.98/10.17; B=32 H=50 1.03/2.67 vs 0.91/1.94. A
-# one-step call never pays for waking the team (33 vs 94 us). Tests set FORCE to "serial"
-# or "parallel".
+# and the split cost more than a second thread saves: edge (B=1 H=128, 2^16) runs faster
+# serially, B=1 H=256 (2^18) in parallel. A one-step call never pays for waking the team.
+# Tests set FORCE to "serial" or "parallel".
 MIN_PARALLEL_MACS_PER_STEP = 1 << 18
 FORCE = None
 
@@ -45,12 +45,10 @@ BACKWARD_WIDTH = None
 
 
 def block_width(B, backward=False):
-    """Hidden units per block (one matrix product per block and step): OpenBLAS's
-    small-matrix kernels, which do not repack W_hh on every call, take the narrow ones;
-    a single row is a matrix-vector product, best in wide blocks. Measured (ms, fwd /
-    bwd): B=16 H=256 widths 16/32/64/128: 16.7/33.3, 13.4/30.3, 20.4/32.1, 22.8/32.1;
-    B=64 H=512: 152.8/278.9, 131.0/246.5, 130.8/227.5, 125.1/217.5; B=1 H=128:
-    1.71/2.71, 1.43/2.14, 1.24/1.54, 1.38/1.73."""
+    """Hidden units per block (one matrix product per block and step). One or two rows
+    are matrix-vector products, best in wide blocks (64); up to batch 32 OpenBLAS's
+    small-matrix kernels, which do not repack W_hh on every call, want narrow ones (32);
+    bigger batches are GEMMs that amortise the packing, best in the widest (128)."""
     forced = BACKWARD_WIDTH if backward else FORWARD_WIDTH
     if forced:
         return forced
@@ -113,37 +111,19 @@ _local = threading.local()  # scratch per Python thread: concurrent calls never 
 
 
 def scratch(n, dtype):
-    """A flat scratch array of at least n elements, kept for the next call on this thread:
-    fresh multi-megabyte buffers on every call cost page faults (7% of a mid training
-    step, measured). Holds the largest size asked for, per dtype."""
+    """A flat scratch array of at least n elements starting on a 64-byte boundary, kept
+    for the next call on this thread: fresh multi-megabyte buffers on every call cost page
+    faults (7% of a mid training step). Holds the largest size asked for, per dtype."""
     held = getattr(_local, "scratch", None)
     if held is None:
         held = _local.scratch = {}
     a = held.get(dtype)
     if a is None or a.size < n:
-        a = held[dtype] = np.empty(n, dtype)
+        itemsize = np.dtype(dtype).itemsize
+        raw = np.empty((n + 64 // itemsize) * itemsize, np.uint8)
+        start = (-raw.ctypes.data) % 64
+        a = held[dtype] = raw[start:start + n * itemsize].view(dtype)
     return a
-
-
-_dense = {}
-
-
-def sequences(T, B, lengths):
-    """(perm, nbs, offs): rows sorted by length (longest first), how many are active at
-    each step, and where each step's rows start among the packed rows."""
-    if lengths is None:
-        found = _dense.get((T, B))
-        if found is None:
-            if len(_dense) > 64:
-                _dense.clear()
-            found = _dense[(T, B)] = (np.arange(B, dtype=np.intp), np.full(T, B, np.intp),
-                                      np.arange(T + 1, dtype=np.intp) * B)
-        return found
-    perm = np.argsort(-np.asarray(lengths), kind="stable").astype(np.intp)
-    nbs = (np.asarray(lengths)[None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.intp)
-    offs = np.zeros(T + 1, np.intp)
-    np.cumsum(nbs, out=offs[1:])
-    return perm, nbs, offs
 
 
 def plan(T, B, H):
@@ -189,34 +169,35 @@ def _empty3(dtype):
     return np.empty((0, 0, 0), dtype)
 
 
-def forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape, packed=None):
-    T, B, _ = x.shape
+def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None):
+    T, B, I = x.shape
     H = w_hh.shape[1]
     packed = packed or Packed(w_ih, w_hh, b)
     parallel, nt, width = plan(T, B, H)
     bounds, groups, wih_p, whh_t, b_p = packed.forward(width, nt)
-    perm, nbs, offs = sequences(T, B, lengths)
     if tape is None:
         tg = tc = th = _empty3(x.dtype)
     else:
         tg, tc, th = tape.gates, tape.c, tape.h
     fn = entry.forward_parallel if parallel else entry.forward_serial
-    work = scratch(offs[T] * 4 * H, x.dtype)
-    _run(fn, parallel, nt, (x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, groups, y,
-                            h_n, c_n, tg, tc, th, tape is not None, work))
+    work = scratch(entry.workspace_size(entry.forward_regions.py_func(
+        T, B, I, H, seq.M, len(groups) - 1, min(width, H))), x.dtype)
+    _run(fn, parallel, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, h0, c0, wih_p, whh_t,
+                            b_p, bounds, groups, y, h_n, c_n, tg, tc, th, tape is not None,
+                            work))
 
 
-def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, lengths, dx, dw_ih, dw_hh, db, dh0,
+def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db, dh0,
                    dc0, packed=None):
-    T, B, _ = x.shape
+    T, B, I = x.shape
     H = w_hh.shape[1]
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
     parallel, nt, _ = plan(T, B, H)
-    bounds, groups, wcols = packed.backward(block_width(B, backward=True), nt)
-    perm, nbs, offs = sequences(T, B, lengths)
+    width = block_width(B, backward=True)
+    bounds, groups, wcols = packed.backward(width, nt)
     fn = entry.backward_parallel if parallel else entry.backward_serial
-    G, I = w_ih.shape
-    work = scratch(offs[T] * G + nt * G * (I + H + 1), x.dtype)
-    _run(fn, parallel, nt, (x, perm, nbs, offs, w_ih, wcols, bounds, groups, tape.gates,
-                            tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih, dw_hh, db, dh0, dc0, nt,
-                            work))
+    work = scratch(entry.workspace_size(entry.backward_regions.py_func(
+        T, B, I, H, seq.M, len(groups) - 1, min(width, H), nt)), x.dtype)
+    _run(fn, parallel, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, w_ih, wcols, bounds,
+                            groups, tape.gates, tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih,
+                            dw_hh, db, dh0, dc0, nt, work))

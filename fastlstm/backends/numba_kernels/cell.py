@@ -6,7 +6,8 @@ hidden units, each block holding its units' i, f, g, o rows side by side, so a b
 share of W_hh is one contiguous [4U, H] matrix and its gate pre-activations one
 contiguous [rows, 4U] product. State rows are kept sorted by sequence length
 (perm[r] is the caller's row), so the rows active at step t are always the first
-nbs[t]: every matrix product runs on a prefix, never on padding. The tape and every
+nbs[t]: every matrix product runs on a prefix, never on padding. perm, nbs and offs are
+the packed-sequence layout's perm, batch_sizes and offsets (backends/sequences.py). The tape and every
 caller-facing array stay in the caller's row order and torch's gate order.
 """
 import numpy as np
@@ -62,7 +63,7 @@ def forward_block(t, j, hin, hout, cs, xw, xw_col0, whh_t, bounds, zbuf, perm, n
     T, B, H = y.shape
     u0, u1 = bounds[j], bounds[j + 1]
     U = u1 - u0
-    nb = nbs[t]
+    nb = np.intp(nbs[t])  # int32 in the layout; reshape wants one integer type
     if nb > 0:
         z = zbuf[:nb * 4 * U].reshape((nb, 4 * U))
         np.dot(hin[:nb], whh_t[4 * H * u0:4 * H * u1].reshape((H, 4 * U)), z)
