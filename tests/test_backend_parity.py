@@ -1,7 +1,8 @@
 """Every fast backend against the NumPy reference on one matrix, forward and every gradient.
 
 dtype x (layers, directions) x batch_first x lengths x shapes (B=1, T=1, odd sizes,
-I != H). Backends that are not registered or not available here show as skips.
+I != H), through the API; and the kernel contract itself, each backend's forward_layer
+and backward_layer called directly. Backends not available here show as skips.
 """
 import itertools
 
@@ -10,11 +11,12 @@ import pytest
 
 import fastlstm
 from fastlstm import backends
+from fastlstm.backends import reference
+from fastlstm.backends.contract import Tape
+from fastlstm.backends.sequences import packed_sequences
 from conftest import TOL, random_problem
 
 FAST = [name for name in backends.BACKENDS if name != "numpy"]
-BACKEND_PARAMS = FAST or [pytest.param("none", marks=pytest.mark.skip(
-    reason="no fast backend is registered yet"))]
 
 SHAPES = [  # T, B, I, H
     (1, 1, 3, 5),
@@ -33,11 +35,15 @@ def ragged_lengths(T, B):
     return lengths
 
 
-@pytest.mark.parametrize("backend", BACKEND_PARAMS)
-@pytest.mark.parametrize("dtype,shape,batch_first,use_lengths,sizes", MATRIX)
-def test_backend_matches_reference(backend, dtype, shape, batch_first, use_lengths, sizes):
+def skip_unless_available(backend):
     if backend not in fastlstm.available_backends():
         pytest.skip(f"backend {backend} unavailable: {backends.backend_status()[backend]}")
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype,shape,batch_first,use_lengths,sizes", MATRIX)
+def test_backend_matches_reference(backend, dtype, shape, batch_first, use_lengths, sizes):
+    skip_unless_available(backend)
     (layers, bidir), (T, B, I, H) = shape, sizes
     lengths = ragged_lengths(T, B) if use_lengths else None
     kwargs = dict(num_layers=layers, bidirectional=bidir, batch_first=batch_first, dtype=dtype)
@@ -58,3 +64,50 @@ def test_backend_matches_reference(backend, dtype, shape, batch_first, use_lengt
     tol = TOL[dtype]
     for key, ours in results[0].items():
         np.testing.assert_allclose(ours, results[1][key], rtol=tol, atol=tol, err_msg=key)
+
+
+def run_contract(kernel, seq, inputs, dy, dh_n, dc_n):
+    """forward_layer (training and inference) and backward_layer of one kernel module on
+    NaN-filled outputs: everything the contract says it writes must be written."""
+    x, w_ih, w_hh, b, h0, c0 = inputs
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+
+    def out(*shape):
+        return np.full(shape, np.nan, x.dtype)
+    y, h_n, c_n, tape = out(T, B, H), out(B, H), out(B, H), Tape.empty(T, B, H, x.dtype)
+    kernel.forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape)
+    y_eval, h_eval, c_eval = out(T, B, H), out(B, H), out(B, H)
+    kernel.forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y_eval, h_eval, c_eval, None)
+    grads = [out(T, B, I), out(4 * H, I), out(4 * H, H), out(4 * H), out(B, H), out(B, H)]
+    kernel.backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, *grads)
+    return dict(zip(["y", "h_n", "c_n", "y_eval", "h_eval", "c_eval",
+                     "dx", "dw_ih", "dw_hh", "db", "dh0", "dc0"],
+                    [y, h_n, c_n, y_eval, h_eval, c_eval, *grads]))
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("T,B,I,H,lengths", [
+    (1, 1, 3, 5, None),
+    (6, 4, 5, 7, [6, 2, 6, 1]),
+    (5, 3, 4, 16, [5, 5, 5]),         # every length T: the dense layout
+    (8, 5, 3, 33, [3, 8, 1, 8, 5]),
+])
+def test_kernel_contract_called_directly(backend, dtype, T, B, I, H, lengths):
+    """One PackedSequences for forward, inference and backward, as the API passes it; dy
+    past a length is ignored (not masked here), y and dx are 0 there."""
+    skip_unless_available(backend)
+    rng = np.random.default_rng(T * 100 + H)
+    seq = packed_sequences(T, B, lengths)
+    inputs = [rng.standard_normal(s).astype(dtype) for s in
+              [(T, B, I), (4 * H, I), (4 * H, H), (4 * H,), (B, H), (B, H)]]
+    dy, dh_n, dc_n = (rng.standard_normal(s).astype(dtype) for s in [(T, B, H), (B, H), (B, H)])
+    ours = run_contract(backends.load(backend), seq, inputs, dy, dh_n, dc_n)
+    theirs = run_contract(reference, seq, inputs, dy, dh_n, dc_n)
+    tol = TOL[dtype]
+    for key, want in theirs.items():
+        np.testing.assert_allclose(ours[key], want, rtol=tol, atol=tol, err_msg=key)
+    if lengths is not None:
+        for b, n in enumerate(lengths):
+            assert not ours["y"][n:, b].any() and not ours["dx"][n:, b].any()
