@@ -88,9 +88,9 @@ typedef struct {
 
 /* MB sorted rows starting at r, all active at step t, unit block ub: z = x W_ih^T +
  * h W_hh^T + b accumulated in registers, then the gate math, the state update and every
- * store. (x W_ih^T is not hoisted into one GEMM over all steps: measured here, writing
- * it out and reading it back each step cost more than the GEMM saved, 7-15% of the
- * forward for mid and large, and nothing was faster at any I/H tried.) */
+ * store. x W_ih^T is fused here, not hoisted into one GEMM over all steps: writing the
+ * projection out and reading it back each step costs more than the GEMM saves (7-15% of
+ * the forward at mid and large sizes). */
 FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB, int ub,
                               const R *hp, R *hn) {
     const int H = a->H, G = 4 * H, B = a->B;

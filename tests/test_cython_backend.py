@@ -121,7 +121,6 @@ def test_bad_internal_arguments_raise_instead_of_crashing(cy):
         lstm_cpu.PackedWeights(packed.k.w_ih, packed.k.wfi[:-1], packed.k.wf, packed.k.bf, 8)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                     reason="needs a C compiler")
 @pytest.mark.parametrize("switch,flag,value", [
