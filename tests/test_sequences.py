@@ -104,3 +104,11 @@ def test_every_length_t_is_the_dense_layout():
 def test_bad_lengths_raise(lengths):
     with pytest.raises(ValueError, match=r"lengths must be 2 values in 1\.\.3"):
         packed_sequences(3, 2, lengths)
+
+
+def test_the_callers_lengths_stay_writable():
+    from fastlstm.backends.sequences import PackedSequences
+    lengths = np.array([3, 1], np.intp)
+    PackedSequences(3, 2, lengths)
+    lengths[0] = 2  # not frozen by the layout that was built from it
+    assert lengths.flags.writeable

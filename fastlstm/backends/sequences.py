@@ -29,7 +29,7 @@ class PackedSequences:
         """lengths: intp[B] with values in 1..T, or None when every sequence has T steps."""
         self.T, self.B = int(T), int(B)
         if lengths is not None:
-            lengths = np.asarray(lengths, np.intp)
+            lengths = np.array(lengths, np.intp)  # a copy: it is frozen below
             if lengths.shape != (B,) or lengths.min() < 1 or lengths.max() > T:
                 raise ValueError(f"lengths must be {B} values in 1..{T}, got {lengths!r}")
             if np.all(lengths == T):
