@@ -28,6 +28,7 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -141,12 +142,21 @@ def _codegen():
     return cpu_target.target_context.codegen()
 
 
-@contextlib.contextmanager
-def compile_settings():
-    """numba reads these when it builds each LLVM pass pipeline, so they apply to what
-    compiles inside the block (only the first call of a kernel per dtype compiles; a
-    cached kernel just loads). Below -O3 numba also runs its first, "cheap" module pass
-    at -O0 without the loop vectoriser, as NUMBA_OPT=2 at start-up would."""
+# compile_settings() is entered by every thread whose call is a kernel's first (per
+# dtype), and several may be inside at once. The settings are global, so they are shared
+# too: the first thread in saves numba's own and lowers them, the last one out puts the
+# saved ones back (a thread that saved and restored on its own would save another
+# thread's lowered values and restore those last, lowering numba's level for good). A
+# count rather than a lock held across the compile: first calls of different kernels are
+# not serialised behind each other's run, and the lock is never held while a kernel runs
+# (no ordering to get wrong against the adapter's other locks).
+_settings_lock = threading.Lock()
+_inside = 0      # threads inside compile_settings(), under _settings_lock
+_saved = None    # numba's own settings while _inside > 0
+
+
+def _lower():
+    """Set COMPILE_SETTINGS; return what was there before, for _restore()."""
     saved = {k: getattr(numba_config, k) for k in COMPILE_SETTINGS}
     codegen = _codegen()
     cheap = (getattr(codegen, "_opt_level", None), getattr(codegen, "_loopvect", None))
@@ -154,13 +164,39 @@ def compile_settings():
         setattr(numba_config, k, type(saved[k])(v) if k == "OPT" else v)
     if None not in cheap:
         codegen._opt_level, codegen._loopvect = 0, False
+    return saved, codegen, cheap
+
+
+def _restore(state):
+    saved, codegen, cheap = state
+    for k, v in saved.items():
+        setattr(numba_config, k, v)
+    if None not in cheap:
+        codegen._opt_level, codegen._loopvect = cheap
+
+
+@contextlib.contextmanager
+def compile_settings():
+    """numba reads these when it builds each LLVM pass pipeline, so they apply to what
+    compiles inside the block (only the first call of a kernel per dtype compiles; a
+    cached kernel just loads). Below -O3 numba also runs its first, "cheap" module pass
+    at -O0 without the loop vectoriser, as NUMBA_OPT=2 at start-up would. Safe to enter
+    from several threads at once and nested: numba's own settings come back when the
+    last one leaves. While any thread is inside, the settings are lowered for the whole
+    process (numba has no per-compile setting for them)."""
+    global _inside, _saved
+    with _settings_lock:
+        if _inside == 0:
+            _saved = _lower()
+        _inside += 1
     try:
         yield
     finally:
-        for k, v in saved.items():
-            setattr(numba_config, k, v)
-        if None not in cheap:
-            codegen._opt_level, codegen._loopvect = cheap
+        with _settings_lock:
+            _inside -= 1
+            if _inside == 0:
+                state, _saved = _saved, None
+                _restore(state)
 
 
 def kernel(parallel=False):
