@@ -112,7 +112,10 @@ cdef class PackedWeights:
         self.w_ih, self.wfi, self.wf, self.bf = w_ih, wfi, wf, bf
 
     def set_wb(self, wb):
+        """Once only: a kernel on another thread may be reading the layout set first."""
         cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
+        if self.wb is not None:
+            raise ValueError("lstm_cpu: wb is set already; a published layout is never replaced")
         self.p_wb = _data(wb, self.nub * 4 * self.H * vl, self.itemsize, "wb")
         self.wb = wb
 

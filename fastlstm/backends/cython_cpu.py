@@ -53,9 +53,13 @@ def _unit_blocks(w, H, vl):
     return _aligned(padded.reshape(4, nub, vl, K).transpose(1, 3, 0, 2))
 
 
+_wb_lock = threading.Lock()
+
+
 class Packed:
     """A layer-direction's weights for the kernels; backward's layout is built on first
-    use (inference never needs it)."""
+    use (inference never needs it), once, under a lock: a published layout is never
+    replaced, since another thread's kernel may be reading it."""
 
     def __init__(self, w_ih, w_hh, b):
         H = w_hh.shape[1]
@@ -68,12 +72,15 @@ class Packed:
                                   _unit_blocks(w_hh, H, self.vl), bf, H)
 
     def for_backward(self):
-        if self.k.wb is None:  # [NUB][G][VL]: wb[u][k][l] = W_hh[k, u*VL + l]
-            G, H = self.w_hh.shape
-            nub = self.k.nub
-            padded = np.zeros((G, nub * self.vl), self.w_hh.dtype)
-            padded[:, :H] = self.w_hh
-            self.k.set_wb(_aligned(padded.reshape(G, nub, self.vl).transpose(1, 0, 2)))
+        if self.k.wb is None:
+            with _wb_lock:
+                if self.k.wb is None:  # [NUB][G][VL]: wb[u][k][l] = W_hh[k, u*VL + l]
+                    G, H = self.w_hh.shape
+                    nub = self.k.nub
+                    padded = np.zeros((G, nub * self.vl), self.w_hh.dtype)
+                    padded[:, :H] = self.w_hh
+                    self.k.set_wb(_aligned(padded.reshape(G, nub, self.vl)
+                                           .transpose(1, 0, 2)))
         return self.k
 
 

@@ -87,8 +87,11 @@ class Packed:
                                    for k in range(4)])
             whh_t = np.concatenate([self.w_hh[rows[4 * u0:4 * u1]].T.ravel()
                                     for u0, u1 in zip(bounds[:-1], bounds[1:])])
-            found = self._forward[key] = (bounds, groups, np.ascontiguousarray(self.w_ih[rows]),
-                                          whh_t, np.ascontiguousarray(self.b[rows]))
+            # two threads may build the same entry: the first one published wins, and
+            # what either thread holds stays valid (nothing published is replaced)
+            found = self._forward.setdefault(key, (
+                bounds, groups, np.ascontiguousarray(self.w_ih[rows]), whh_t,
+                np.ascontiguousarray(self.b[rows])))
         return found
 
     def backward(self, width, nthreads):
@@ -99,7 +102,7 @@ class Packed:
             bounds, groups = split(self.w_hh.shape[1], width, nthreads)
             cols = np.concatenate([self.w_hh[:, u0:u1].ravel()
                                    for u0, u1 in zip(bounds[:-1], bounds[1:])])
-            found = self._backward[key] = (bounds, groups, cols)
+            found = self._backward.setdefault(key, (bounds, groups, cols))
         return found
 
 

@@ -1,0 +1,118 @@
+"""Reliability of the fast backends (issue 9): caches published once under threads,
+read-only inputs, accurate small values, bounded scratch memory, NaN padding ignored."""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm import backends
+
+BACKENDS = fastlstm.available_backends()
+FAST = [name for name in BACKENDS if name != "numpy"]
+
+
+def needs(name):
+    if name not in BACKENDS:
+        pytest.skip(f"backend {name} unavailable: {backends.backend_status()[name]}")
+
+
+def _slowed(fn, delay=0.02):
+    """fn, sleeping before it returns: widens the window of a check-then-set race."""
+    def slow(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        time.sleep(delay)
+        return out
+    return slow
+
+
+def _together(n, work):
+    """work(i) on n threads released at once; returns their results in order."""
+    bar = threading.Barrier(n)
+    out = [None] * n
+    errors = []
+
+    def run(i):
+        try:
+            bar.wait()
+            out[i] = work(i)
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    return out
+
+
+# ---- 1. caches published once ----
+
+def test_cython_backward_layout_built_once_under_threads(monkeypatch):
+    needs("cython")
+    from fastlstm.backends import cython_cpu
+    rng = np.random.default_rng(0)
+    H, I = 40, 7
+    p = cython_cpu.pack_weights(rng.standard_normal((4 * H, I)).astype(np.float32),
+                                rng.standard_normal((4 * H, H)).astype(np.float32),
+                                np.zeros(4 * H, np.float32))
+    monkeypatch.setattr(cython_cpu, "_aligned", _slowed(cython_cpu._aligned))
+    seen = _together(6, lambda i: (p.for_backward().wb, p.k.wb))
+    first = seen[0][0]
+    # every thread got, and still sees, the one layout: none was replaced under a reader
+    assert all(a is first and b is first for a, b in seen)
+    with pytest.raises(ValueError, match="never replaced"):
+        p.k.set_wb(first.copy())
+
+
+def test_numba_layouts_published_once_under_threads(monkeypatch):
+    needs("numba")
+    from fastlstm.backends import numba_cpu
+    rng = np.random.default_rng(0)
+    H, I = 40, 7
+    p = numba_cpu.pack_weights(rng.standard_normal((4 * H, I)),
+                               rng.standard_normal((4 * H, H)), np.zeros(4 * H))
+    monkeypatch.setattr(numba_cpu, "split", _slowed(numba_cpu.split))
+    fwd = _together(6, lambda i: p.forward(8, 2))
+    bwd = _together(6, lambda i: p.backward(8, 2))
+    assert all(f is p._forward[(8, 2)] for f in fwd)
+    assert all(b is p._backward[(8, 2)] for b in bwd)
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_training_one_model_from_threads_gives_right_gradients(backend):
+    """Each thread's backward pairs with its own forward over shared packed weights,
+    reloaded between calls (issue 9's reproducer)."""
+    base = fastlstm.LSTM(8, 96, num_layers=2, backend=backend, seed=0)
+    sd = base.state_dict()
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((12, 3, 8)).astype(np.float32) for _ in range(4)]
+    expected = []
+    for x in xs:
+        y, _ = base(x)
+        dx, _ = base.backward(np.ones_like(y))
+        expected.append((dx, {k: v.copy() for k, v in base.grads.items()}))
+    bar = threading.Barrier(4)
+    bad = []
+
+    def work(i):
+        for _ in range(20):
+            bar.wait()
+            y, _ = base(xs[i])
+            dx, _ = base.backward(np.ones_like(y))
+            if not np.allclose(dx, expected[i][0], rtol=1e-4, atol=1e-5):
+                bad.append("dx")
+            bad.extend(k for k, v in base.grads.items()
+                       if not np.allclose(v, expected[i][1][k], rtol=1e-4, atol=1e-5))
+            base.load_state_dict(sd)
+        return True
+
+    _together(4, work)
+    assert not bad, bad
