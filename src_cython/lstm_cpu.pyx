@@ -197,7 +197,8 @@ cdef int _sequence_arrays(seq, const int **perm, const int **bs, const ptrdiff_t
     return 0
 
 
-def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, seq,
+def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
+            const floating[:, ::1] c0, seq,
             floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
             floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
             PackedWeights pw, Workspace ws, int tu, int nthreads):
@@ -209,7 +210,7 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, seq
     cdef const int *perm_p
     cdef const int *steps_p
     cdef const ptrdiff_t *off_p
-    cdef floating *src = &x[0, 0, 0]
+    cdef const floating *src = &x[0, 0, 0]
     cdef floating *gates_p = NULL
     cdef floating *tc_p = NULL
     cdef floating *th_p = NULL
@@ -230,7 +231,7 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, seq
     with nogil:
         if perm_p != NULL:
             gather_rows(<floating *>ws.xp, src, T, B, I, bs_p, off_p, perm_p)
-            src = <floating *>ws.xp
+            src = <const floating *>ws.xp
         for r in range(B):  # the state in sorted row order
             o = perm_p[r] if perm_p != NULL else r
             memcpy(hbuf + r * H, &h0[o, 0], H * sizeof(floating))
@@ -253,9 +254,10 @@ def forward(floating[:, :, ::1] x, floating[:, ::1] h0, floating[:, ::1] c0, seq
             memcpy(&c_n[o, 0], cbuf + r * H, H * sizeof(floating))
 
 
-def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
-             floating[:, :, ::1] x, floating[:, :, ::1] dy, floating[:, ::1] dh_n,
-             floating[:, ::1] dc_n, seq, floating[:, :, ::1] dx,
+def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
+             const floating[:, :, ::1] th, const floating[:, :, ::1] x,
+             const floating[:, :, ::1] dy, const floating[:, ::1] dh_n,
+             const floating[:, ::1] dc_n, seq, floating[:, :, ::1] dx,
              floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
              floating[:, ::1] dh0, floating[:, ::1] dc0, PackedWeights pw, Workspace ws,
              int tu, int nthreads):
@@ -266,8 +268,8 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
     cdef const int *perm_p
     cdef const int *steps_p
     cdef const ptrdiff_t *off_p
-    cdef floating *xs = &x[0, 0, 0]
-    cdef floating *hs = &th[0, 0, 0]  # h_{t-1} for every step: th[0:T]
+    cdef const floating *xs = &x[0, 0, 0]
+    cdef const floating *hs = &th[0, 0, 0]  # h_{t-1} for every step: th[0:T]
     cdef floating *dxs = &dx[0, 0, 0]
     cdef floating *dh = <floating *>ws.hbuf
     cdef floating *dc = <floating *>ws.cbuf
@@ -293,7 +295,8 @@ def backward(floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, :
         if perm_p != NULL:  # x and h_{t-1} of the real rows, packed; dx comes back in dxp
             gather_rows(<floating *>ws.xp, xs, T, B, I, bs_p, off_p, perm_p)
             gather_rows(<floating *>ws.hp, hs, T, B, H, bs_p, off_p, perm_p)
-            xs, hs, dxs = <floating *>ws.xp, <floating *>ws.hp, <floating *>ws.dxp
+            xs, hs = <const floating *>ws.xp, <const floating *>ws.hp
+            dxs = <floating *>ws.dxp
         if floating is float:
             lstm_backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,

@@ -116,3 +116,48 @@ def test_training_one_model_from_threads_gives_right_gradients(backend):
 
     _together(4, work)
     assert not bad, bad
+
+
+# ---- 2. read-only inputs ----
+
+def _read_only(a, how, tmp_path):
+    if how == "flag":
+        a = a.copy()
+        a.flags.writeable = False
+        return a
+    if how == "frombuffer":
+        return np.frombuffer(a.tobytes(), a.dtype).reshape(a.shape)
+    path = tmp_path / f"a{id(a)}.npy"  # mmap
+    np.save(path, a)
+    return np.load(path, mmap_mode="r")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("use_lengths", [False, True])
+@pytest.mark.parametrize("how", ["flag", "frombuffer", "mmap"])
+def test_read_only_inputs(backend, batch_first, use_lengths, how, tmp_path):
+    """x, h0, c0, dy, dh_n, dc_n that cannot be written give the writable arrays' results,
+    in training and in eval."""
+    from conftest import random_problem
+    T, B = 6, 3
+    lengths = np.array([6, 2, 4]) if use_lengths else None
+    for dtype in ("float32", "float64"):
+        m = fastlstm.LSTM(5, 9, num_layers=2, batch_first=batch_first, dtype=dtype,
+                          backend=backend, seed=2)
+        x, hx, (dy, dh_n, dc_n) = random_problem(m, T, B, seed=1, with_hx=True,
+                                                  lengths=lengths)
+        ro = [_read_only(a, how, tmp_path) for a in (x, *hx, dy, dh_n, dc_n)]
+        assert not any(a.flags.writeable for a in ro)
+        results = []
+        for xx, h0, c0, g_y, g_h, g_c in ((x, *hx, dy, dh_n, dc_n), ro):
+            y, (h, c) = m(xx, (h0, c0), lengths)
+            dx, (dh0, dc0) = m.backward(g_y, g_h, g_c)
+            grads = {k: v.copy() for k, v in m.grads.items()}
+            y_eval, _ = m.eval()(xx, (h0, c0), lengths)
+            m.train()
+            results.append((y, h, c, dx, dh0, dc0, y_eval, grads))
+        for a, b in zip(results[0][:-1], results[1][:-1]):
+            np.testing.assert_array_equal(a, b)
+        for k in results[0][-1]:
+            np.testing.assert_array_equal(results[0][-1][k], results[1][-1][k])
