@@ -126,6 +126,7 @@ class LSTM:
                        for d in range(self.num_directions)]
         self.backend_used = None  # name of the backend that ran the last forward
         self._local = threading.local()  # each thread's tape and gradients (_TrainState)
+        self._dense_plans = {}  # (T, B) -> the _Plan of an inference call without lengths
         self._warned_cast = False
 
     # --- pickling and copying: the weights, config and mode; no caches, no tapes ------
@@ -382,6 +383,16 @@ class LSTM:
 
     def _plan(self, x, hx, lengths):
         """Check and convert one forward's inputs: (plan, x as (T, B, I), h0, c0)."""
+        if (not self.training and lengths is None and type(x) is np.ndarray
+                and x.dtype == self.dtype and x.ndim == 3 and not self.batch_first
+                and x.flags.c_contiguous and (hx is None or _same_arrays(hx, self.dtype))):
+            # inference on ready arrays (a serving or streaming loop that hands the state
+            # back): the same checks, without the conversions that have nothing to do
+            T, B, I = x.shape
+            if I == self.input_size and T > 0 and B > 0:
+                h0, c0 = check.state_pair(hx, self.num_layers * self.num_directions, B,
+                                          self.hidden_size, self.dtype, False)
+                return self._dense_plan(T, B), x, h0, c0
         x = self._as_model_dtype(x, "x")
         if x.ndim not in (2, 3):
             raise ValueError("x must be 3-D (seq_len, batch, input_size) — or (batch, seq_len, "
@@ -410,9 +421,23 @@ class LSTM:
                   self._as_model_dtype(hx[1], "hx[1] (c0)"))
         L, D, H = self.num_layers, self.num_directions, self.hidden_size
         h0, c0 = check.state_pair(hx, L * D, B, H, self.dtype, unbatched)
+        if lengths is None and not unbatched and not self.batch_first and not self.training:
+            return self._dense_plan(T, B), x, h0, c0
         seq = packed_sequences(T, B, lengths)
         rev = _Reverser(T, B, seq.lengths) if D == 2 else None
         return _Plan(T, B, unbatched, self.batch_first, seq, rev, self.training), x, h0, c0
+
+    def _dense_plan(self, T, B):
+        """The plan of a time-major inference call without lengths: it depends on (T, B)
+        alone, so it is built once per shape (a few recent shapes are kept)."""
+        found = self._dense_plans.get((T, B))
+        if found is None:
+            if len(self._dense_plans) >= 16:
+                self._dense_plans.clear()
+            rev = _Reverser(T, B, None) if self.bidirectional else None
+            found = _Plan(T, B, False, False, packed_sequences(T, B), rev, False)
+            self._dense_plans[(T, B)] = found
+        return found
 
     # --- forward -------------------------------------------------------------------------
 
@@ -632,6 +657,12 @@ class WeightViews(dict):
     def __init__(self, views, flat):
         super().__init__(views)
         self.flat = flat
+
+
+def _same_arrays(hx, dtype):
+    """hx is a pair of ndarrays of `dtype` (the state a previous call handed back)."""
+    return (type(hx) is tuple and len(hx) == 2 and type(hx[0]) is np.ndarray
+            and type(hx[1]) is np.ndarray and hx[0].dtype == dtype and hx[1].dtype == dtype)
 
 
 def _wider_float(value, dtype):
