@@ -19,7 +19,10 @@ FAST = [name for name in BACKENDS if name != "numpy"]
 
 def needs(name):
     if name not in BACKENDS:
-        pytest.skip(f"backend {name} unavailable: {backends.backend_status()[name]}")
+        reason = f"backend {name} unavailable: {backends.backend_status()[name]}"
+        if os.environ.get("CI") == "true":  # in CI both fast backends must run
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
 
 
 def _slowed(fn, delay=0.02):
@@ -137,8 +140,8 @@ def _read_only(a, how, tmp_path):
 @pytest.mark.parametrize("use_lengths", [False, True])
 @pytest.mark.parametrize("how", ["flag", "frombuffer", "mmap"])
 def test_read_only_inputs(backend, batch_first, use_lengths, how, tmp_path):
-    """x, h0, c0, dy, dh_n, dc_n that cannot be written give the writable arrays' results,
-    in training and in eval."""
+    """x, h0, c0, dy, dh_n, dc_n that cannot be written are accepted and give the writable
+    arrays' results, in training and in eval."""
     from conftest import random_problem
     T, B = 6, 3
     lengths = np.array([6, 2, 4]) if use_lengths else None
@@ -157,7 +160,9 @@ def test_read_only_inputs(backend, batch_first, use_lengths, how, tmp_path):
             y_eval, _ = m.eval()(xx, (h0, c0), lengths)
             m.train()
             results.append((y, h, c, dx, dh0, dc0, y_eval, grads))
+        # numba compiles read-only arrays separately: the same math, maybe another order
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
         for a, b in zip(results[0][:-1], results[1][:-1]):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(b, a, **tol)
         for k in results[0][-1]:
-            np.testing.assert_array_equal(results[0][-1][k], results[1][-1][k])
+            np.testing.assert_allclose(results[1][-1][k], results[0][-1][k], **tol)
