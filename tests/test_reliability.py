@@ -166,3 +166,36 @@ def test_read_only_inputs(backend, batch_first, use_lengths, how, tmp_path):
             np.testing.assert_allclose(b, a, **tol)
         for k in results[0][-1]:
             np.testing.assert_allclose(results[1][-1][k], results[0][-1][k], **tol)
+
+
+# ---- 3. accurate small values ----
+
+def _normwise(a, ref):
+    return np.linalg.norm(a - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("scale", [1e-2, 1e-4, 1e-6])
+def test_small_weights_keep_relative_accuracy(backend, dtype, scale):
+    """tanh near 0 must not cancel: y and dx against the float64 reference stay within a
+    small multiple of the reference's own error in this dtype."""
+    kwargs = dict(num_layers=2, dtype=dtype)
+    m = fastlstm.LSTM(16, 32, backend=backend, seed=0, **kwargs)
+    sd = {k: v * scale for k, v in m.state_dict().items()}
+    m.load_state_dict(sd)
+    same = fastlstm.LSTM(16, 32, backend="numpy", **kwargs)
+    same.load_state_dict(sd)
+    exact = fastlstm.LSTM(16, 32, backend="numpy", num_layers=2, dtype="float64")
+    exact.load_state_dict({k: v.astype(np.float64) for k, v in sd.items()})
+    x = np.random.default_rng(0).standard_normal((10, 4, 16))
+    out = {}
+    for name, model in (("fast", m), ("same", same), ("exact", exact)):
+        y, _ = model(x.astype(model.dtype))
+        dx, _ = model.backward(np.ones_like(y))
+        out[name] = y.astype(np.float64), dx.astype(np.float64)
+    eps = np.finfo(dtype).eps
+    for k in range(2):
+        own = _normwise(out["same"][k], out["exact"][k])
+        err = _normwise(out["fast"][k], out["exact"][k])
+        assert err <= 8 * max(own, eps), (k, err, own)
