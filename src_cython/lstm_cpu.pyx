@@ -120,13 +120,30 @@ cdef class PackedWeights:
         self.wb = wb
 
 
+def _regions(int T, int B, int I, int H, Py_ssize_t M, bint packed_rows, bint backward):
+    """(name, shape) of every scratch array of one call, forward's first."""
+    out = [("hbuf", (2, B, H)), ("cbuf", (B, H))]
+    if packed_rows:
+        out.append(("xp", (M, I)))
+    if backward:
+        out.append(("dz", (M, 4 * H)))
+        if packed_rows:
+            out += [("dxp", (M, I)), ("hp", (M, H))]
+    return out
+
+
+cdef Py_ssize_t _round64(Py_ssize_t n):
+    return (n + 63) // 64 * 64
+
+
 cdef class Workspace:
-    """Scratch for one call shape (dtype, T, B, I, H, M), reused across calls.
+    """Scratch for one call shape (dtype, T, B, I, H, M), carved from a byte buffer the
+    caller owns (and may reuse for any call that fits: see nbytes), or from its own.
 
     hbuf [2][B][H] holds the previous and current h (backward: dh in hbuf[0]); cbuf [B][H]
     c (backward: dc); with lengths, xp [M][I] packed x rows. What only backward needs is
-    added by for_backward(), so inference never allocates it: dz [M][G] gate gradients and,
-    with lengths, dxp [M][I] and hp [M][H].
+    there with backward=True (or added by for_backward()), so inference never allocates
+    it: dz [M][G] gate gradients and, with lengths, dxp [M][I] and hp [M][H].
     """
     cdef readonly object arrays
     cdef readonly int T, B, n_in, H, itemsize
@@ -139,15 +156,48 @@ cdef class Workspace:
     cdef void *dxp
     cdef void *hp
 
-    def __init__(self, dtype, int T, int B, int I, int H, Py_ssize_t M, bint packed_rows):
+    @staticmethod
+    def nbytes(dtype, int T, int B, int I, int H, Py_ssize_t M, bint packed_rows,
+               bint backward=False):
+        """Bytes of buffer a Workspace of this shape needs (64 for alignment included)."""
+        cdef Py_ssize_t n = 64, itemsize = np.dtype(dtype).itemsize
+        for _, shape in _regions(T, B, I, H, M, packed_rows, backward):
+            n += _round64(itemsize * int(np.prod(shape)))
+        return n
+
+    def __init__(self, dtype, int T, int B, int I, int H, Py_ssize_t M, bint packed_rows,
+                 bint backward=False, buf=None):
         self.T, self.B, self.n_in, self.H, self.M = T, B, I, H, M
         self.itemsize = np.dtype(dtype).itemsize
         self.packed_rows = packed_rows
         self.arrays = {}
-        self.hbuf = self._new("hbuf", (2, B, H), dtype)
-        self.cbuf = self._new("cbuf", (B, H), dtype)
-        if packed_rows:
-            self.xp = self._new("xp", (M, I), dtype)
+        need = Workspace.nbytes(dtype, T, B, I, H, M, packed_rows, backward)
+        if buf is None:
+            buf = np.empty(need, np.uint8)
+        elif (not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1
+              or not buf.flags.c_contiguous or not buf.flags.writeable or buf.size < need):
+            raise ValueError(f"lstm_cpu: the workspace buffer must be a writable C-contiguous "
+                             f"uint8 array of at least {need} bytes")
+        self.arrays["buffer"] = buf
+        cdef Py_ssize_t at = (-buf.ctypes.data) % 64
+        cdef void *p
+        for name, shape in _regions(T, B, I, H, M, packed_rows, backward):
+            n = self.itemsize * int(np.prod(shape))
+            a = self.arrays[name] = buf[at:at + n].view(dtype).reshape(shape)
+            at += _round64(n)
+            p = <void *><size_t>a.ctypes.data
+            if name == "hbuf":
+                self.hbuf = p
+            elif name == "cbuf":
+                self.cbuf = p
+            elif name == "xp":
+                self.xp = p
+            elif name == "dz":
+                self.dz = p
+            elif name == "dxp":
+                self.dxp = p
+            else:
+                self.hp = p
 
     cdef void *_new(self, name, shape, dtype) except NULL:
         a = self.arrays[name] = np.empty(shape, dtype)

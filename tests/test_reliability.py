@@ -199,3 +199,48 @@ def test_small_weights_keep_relative_accuracy(backend, dtype, scale):
         own = _normwise(out["same"][k], out["exact"][k])
         err = _normwise(out["fast"][k], out["exact"][k])
         assert err <= 8 * max(own, eps), (k, err, own)
+
+
+# ---- 4. scratch memory bounded ----
+
+RSS_AFTER_BIG_CALL = textwrap.dedent("""
+    import gc, json, resource, sys, numpy as np, fastlstm
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE")
+    backend, training = sys.argv[1], sys.argv[2] == "1"
+    T, B, I, H = 500, 256, 1024, 4
+    lengths = np.full(B, T); lengths[1:] = T - np.arange(1, B) % 7  # M distinct from T*B
+    x = np.ones((T, B, I), np.float32)
+    small = fastlstm.LSTM(I, H, backend=backend)
+    small(x[:3, :2], lengths=[3, 2])  # compiled, and a small scratch held, before measuring
+    gc.collect()
+    before = rss()
+    m = fastlstm.LSTM(I, H, backend=backend)
+    if not training:
+        m.eval()
+    y, _ = m(x, lengths=lengths)
+    if training:
+        m.backward(np.ones_like(y))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    del m, y
+    gc.collect()
+    print(json.dumps({"before": before, "peak": peak, "after": rss()}))
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("training", [False, True])
+def test_big_call_scratch_is_given_back(backend, training):
+    """After a call needing over 500 MiB of scratch (x packed by lengths alone is 500 MiB)
+    and del model, the process holds within 100 MiB of what it held before."""
+    import json
+    needs(backend)
+    out = subprocess.run([sys.executable, "-c", RSS_AFTER_BIG_CALL, backend,
+                          "1" if training else "0"], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["peak"] - r["before"] > 400 << 20, r  # the call did need the scratch
+    assert r["after"] - r["before"] < 100 << 20, r

@@ -1,8 +1,9 @@
 """The compiled backend: a thin adapter from the kernel contract to fastlstm._cy.lstm_cpu.
 
 It packs the weights once per weights (the API caches them through pack_weights), keeps
-the kernels' scratch per call shape and per Python thread, hands the packed-sequence
-layout (sequences.PackedSequences) to the kernels as it is, and picks the work split:
+the kernels' scratch per Python thread (up to SCRATCH_BUDGET bytes, reused by any call
+that fits), hands the packed-sequence layout (sequences.PackedSequences) to the kernels
+as it is, and picks the work split:
   "units"  every thread owns whole hidden units over all rows: its slice of W_hh stays in
            its own cache for the whole sequence (small batches, and any H with enough
            unit blocks to go round);
@@ -89,20 +90,21 @@ def pack_weights(w_ih, w_hh, b):
 
 
 _local = threading.local()  # scratch per Python thread: concurrent calls never share it
+# Bytes of scratch a thread keeps for its next calls. A call that needs more gets its own
+# buffer, freed when the call ends: one big call must not pin gigabytes for good.
+SCRATCH_BUDGET = 64 << 20
 
 
-def _workspace(dtype, T, B, I, H, M, packed_rows):
-    key = (dtype, T, B, I, H, M, packed_rows)
-    try:
-        cache = _local.workspaces
-    except AttributeError:
-        cache = _local.workspaces = {}
-    ws = cache.get(key)
-    if ws is None:
-        if len(cache) >= 8:  # keep the scratch of a few recent shapes, not of every one
-            cache.clear()
-        ws = cache[key] = _k.Workspace(dtype, T, B, I, H, M, packed_rows)
-    return ws
+def _workspace(dtype, T, B, I, H, M, packed_rows, backward=False):
+    """This call's scratch, carved from the thread's buffer when it fits (reused whatever
+    the shape: grow-only up to SCRATCH_BUDGET), else from a buffer of its own."""
+    need = _k.Workspace.nbytes(dtype, T, B, I, H, M, packed_rows, backward)
+    buf = getattr(_local, "scratch", None)
+    if buf is None or buf.size < need:
+        buf = np.empty(need, np.uint8)
+        if need <= SCRATCH_BUDGET:
+            _local.scratch = buf
+    return _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, buf)
 
 
 _plans = {}
@@ -153,8 +155,8 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
-    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense)
+    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, backward=True)
     nthreads, tu = plan(T, B, H, packed.k.nub)
     with _blas_guard or _NO_GUARD:
         _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,
-                    dh0, dc0, packed.for_backward(), ws.for_backward(), tu, nthreads)
+                    dh0, dc0, packed.for_backward(), ws, tu, nthreads)

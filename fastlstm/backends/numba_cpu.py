@@ -111,12 +111,17 @@ def pack_weights(w_ih, w_hh, b):
 
 
 _local = threading.local()  # scratch per Python thread: concurrent calls never share it
+# Bytes of scratch a thread keeps for its next calls (all dtypes together). A call that
+# needs more gets its own array, freed when the call ends: one big call must not pin
+# gigabytes for good.
+SCRATCH_BUDGET = 64 << 20
 
 
 def scratch(n, dtype):
     """A flat scratch array of at least n elements starting on a 64-byte boundary, kept
-    for the next call on this thread: fresh multi-megabyte buffers on every call cost page
-    faults (7% of a mid training step). Holds the largest size asked for, per dtype."""
+    for the next call on this thread when it fits SCRATCH_BUDGET: fresh multi-megabyte
+    buffers on every call cost page faults (7% of a mid training step). Holds the largest
+    size asked for, per dtype, below the budget."""
     held = getattr(_local, "scratch", None)
     if held is None:
         held = _local.scratch = {}
@@ -125,7 +130,12 @@ def scratch(n, dtype):
         itemsize = np.dtype(dtype).itemsize
         raw = np.empty((n + 64 // itemsize) * itemsize, np.uint8)
         start = (-raw.ctypes.data) % 64
-        a = held[dtype] = raw[start:start + n * itemsize].view(dtype)
+        a = raw[start:start + n * itemsize].view(dtype)
+        others = sum(v.nbytes for k, v in held.items() if k != dtype)
+        if a.nbytes <= SCRATCH_BUDGET:
+            if others + a.nbytes > SCRATCH_BUDGET:
+                held.clear()
+            held[dtype] = a
     return a
 
 
