@@ -244,3 +244,32 @@ def test_big_call_scratch_is_given_back(backend, training):
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["peak"] - r["before"] > 400 << 20, r  # the call did need the scratch
     assert r["after"] - r["before"] < 100 << 20, r
+
+
+# ---- 5. padding ignored ----
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_nan_in_padding_is_ignored(backend, batch_first):
+    """x past a sequence's length may hold NaN: every output and gradient equals the
+    zero-padded one's."""
+    from conftest import random_problem
+    T, B = 7, 4
+    lengths = np.array([7, 3, 5, 1])
+    m = fastlstm.LSTM(5, 6, num_layers=2, bidirectional=True, batch_first=batch_first,
+                      backend=backend, dtype="float64", seed=1)
+    x, hx, weights = random_problem(m, T, B, seed=2, with_hx=True, lengths=lengths)
+    pad = np.arange(T)[:, None] >= lengths[None, :]
+    if batch_first:
+        pad = pad.T
+    results = []
+    for fill in (0.0, np.nan):
+        xx = x.copy()
+        xx[pad] = fill
+        y, (h, c) = m(xx, hx, lengths)
+        dx, (dh0, dc0) = m.backward(*weights)
+        grads = [m.grads[k].copy() for k in sorted(m.grads)]
+        results.append([y, h, c, dx, dh0, dc0, *grads])
+    for a, b in zip(*results):
+        assert np.all(np.isfinite(b))
+        np.testing.assert_array_equal(a, b)

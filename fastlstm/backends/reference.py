@@ -87,10 +87,13 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq,
         dc[rows] = dc_t * f
     # The weights are shared by every step, so their gradients are sums over t:
     # dW_ih = sum_t dz_t^T x_t, dW_hh = sum_t dz_t^T h_{t-1}, db = sum_t dz_t (as single GEMMs)
+    # over the real (step, row) pairs only: x past a length may hold anything (NaN * 0 is NaN)
     G = dz_all.shape[2]
-    dz_flat = dz_all.reshape(-1, G)
-    dw_ih[...] = dz_flat.T @ x.reshape(-1, x.shape[2])
-    dw_hh[...] = dz_flat.T @ tape.h[:-1].reshape(-1, H)
+    real = slice(None) if lengths is None else \
+        (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).reshape(-1)
+    dz_flat = dz_all.reshape(-1, G)[real]
+    dw_ih[...] = dz_flat.T @ x.reshape(-1, x.shape[2])[real]
+    dw_hh[...] = dz_flat.T @ tape.h[:-1].reshape(-1, H)[real]
     db[...] = dz_flat.sum(axis=0)
     dh0[...] = dh
     dc0[...] = dc
