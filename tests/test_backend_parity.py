@@ -2,9 +2,11 @@
 
 dtype x (layers, directions) x batch_first x lengths x shapes (B=1, T=1, odd sizes,
 I != H), through the API; and the kernel contract itself, each backend's forward_layer
-and backward_layer called directly. Backends not available here show as skips.
+and backward_layer called directly. Backends not available here show as skips (in CI,
+with CI=true, as failures).
 """
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -36,8 +38,13 @@ def ragged_lengths(T, B):
 
 
 def skip_unless_available(backend):
+    """Skip a backend that cannot run here; in CI (CI=true) fail instead: both fast
+    backends must run there, and a broken build must not turn this matrix into skips."""
     if backend not in fastlstm.available_backends():
-        pytest.skip(f"backend {backend} unavailable: {backends.backend_status()[backend]}")
+        reason = f"backend {backend} unavailable: {backends.backend_status()[backend]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.mark.parametrize("backend", FAST)
