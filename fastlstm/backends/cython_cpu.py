@@ -97,14 +97,26 @@ SCRATCH_BUDGET = 64 << 20
 
 def _workspace(dtype, T, B, I, H, M, packed_rows, backward=False):
     """This call's scratch, carved from the thread's buffer when it fits (reused whatever
-    the shape: grow-only up to SCRATCH_BUDGET), else from a buffer of its own."""
+    the shape: grow-only up to SCRATCH_BUDGET), else from a buffer of its own.
+
+    The Workspace objects carved from the kept buffer are kept too, per call shape: making
+    one costs tens of microseconds, as much as a whole one-step call."""
+    key = (dtype, T, B, I, H, M, packed_rows, backward)
+    held = getattr(_local, "held", None)  # (buffer, {key: Workspace carved from it})
+    if held is not None:
+        ws = held[1].get(key)
+        if ws is not None:
+            return ws
     need = _k.Workspace.nbytes(dtype, T, B, I, H, M, packed_rows, backward)
-    buf = getattr(_local, "scratch", None)
-    if buf is None or buf.size < need:
+    if held is None or held[0].size < need:
         buf = np.empty(need, np.uint8)
-        if need <= SCRATCH_BUDGET:
-            _local.scratch = buf
-    return _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, buf)
+        if need > SCRATCH_BUDGET:  # this call's own, freed when it ends
+            return _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, buf)
+        held = _local.held = (buf, {})
+    if len(held[1]) >= 16:  # a few recent shapes (the buffer is shared: they cost no memory)
+        held[1].clear()
+    ws = held[1][key] = _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, held[0])
+    return ws
 
 
 _plans = {}
