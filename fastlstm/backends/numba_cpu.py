@@ -16,6 +16,7 @@ Work split, per layer call:
   all steps after the reverse loop (row chunks, partial sums added at the end).
 """
 import contextlib
+import functools
 import threading
 
 import numba
@@ -182,6 +183,18 @@ def _empty3(dtype):
     return np.empty((0, 0, 0), dtype)
 
 
+# Workspace sizes per call shape: adding up the regions costs microseconds, as much as a
+# fifth of a one-step call.
+@functools.lru_cache(maxsize=64)
+def _forward_work(*shape):
+    return entry.workspace_size(entry.forward_regions.py_func(*shape))
+
+
+@functools.lru_cache(maxsize=64)
+def _backward_work(*shape):
+    return entry.workspace_size(entry.backward_regions.py_func(*shape))
+
+
 def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None):
     T, B, I = x.shape
     H = w_hh.shape[1]
@@ -193,8 +206,7 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None)
     else:
         tg, tc, th = tape.gates, tape.c, tape.h
     fn = entry.forward_parallel if parallel else entry.forward_serial
-    work = scratch(entry.workspace_size(entry.forward_regions.py_func(
-        T, B, I, H, seq.M, len(groups) - 1, min(width, H))), x.dtype)
+    work = scratch(_forward_work(T, B, I, H, seq.M, len(groups) - 1, min(width, H)), x.dtype)
     _run(fn, parallel, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, h0, c0, wih_p, whh_t,
                             b_p, bounds, groups, y, h_n, c_n, tg, tc, th, tape is not None,
                             work))
@@ -209,8 +221,8 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
     width = block_width(B, backward=True)
     bounds, groups, wcols = packed.backward(width, nt)
     fn = entry.backward_parallel if parallel else entry.backward_serial
-    work = scratch(entry.workspace_size(entry.backward_regions.py_func(
-        T, B, I, H, seq.M, len(groups) - 1, min(width, H), nt)), x.dtype)
+    work = scratch(_backward_work(T, B, I, H, seq.M, len(groups) - 1, min(width, H), nt),
+                   x.dtype)
     _run(fn, parallel, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, w_ih, wcols, bounds,
                             groups, tape.gates, tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih,
                             dw_hh, db, dh0, dc0, nt, work))
