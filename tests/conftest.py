@@ -1,4 +1,6 @@
 """Shared test helpers: tolerance tables, random problems, loss weights."""
+import os
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,14 @@ def flushed_cell_state(backend, T, B):
     _, (_, c) = m(np.zeros((T, B, 1), np.float32), hx)
     assert tiny * np.float32(0.5) != 0  # the caller's mode is restored
     return c, hx
+
+
+def require_backend(name):
+    """Skip a backend that cannot run here; in CI (CI=true) fail instead: both fast
+    backends must run there, and a broken build must not turn their tests into skips."""
+    from fastlstm.backends import backend_status
+    reason = backend_status()[name]
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: backend {name} unavailable: {reason}", pytrace=False)
+        pytest.skip(f"backend {name} unavailable: {reason}")

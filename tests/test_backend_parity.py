@@ -6,7 +6,6 @@ and backward_layer called directly. Backends not available here show as skips (i
 with CI=true, as failures).
 """
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from fastlstm import backends
 from fastlstm.backends import reference
 from fastlstm.backends.contract import Tape
 from fastlstm.backends.sequences import packed_sequences
-from conftest import TOL, random_problem
+from conftest import TOL, random_problem, require_backend
 
 FAST = [name for name in backends.BACKENDS if name != "numpy"]
 
@@ -37,20 +36,10 @@ def ragged_lengths(T, B):
     return lengths
 
 
-def skip_unless_available(backend):
-    """Skip a backend that cannot run here; in CI (CI=true) fail instead: both fast
-    backends must run there, and a broken build must not turn this matrix into skips."""
-    if backend not in fastlstm.available_backends():
-        reason = f"backend {backend} unavailable: {backends.backend_status()[backend]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
-
-
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("dtype,shape,batch_first,use_lengths,sizes", MATRIX)
 def test_backend_matches_reference(backend, dtype, shape, batch_first, use_lengths, sizes):
-    skip_unless_available(backend)
+    require_backend(backend)
     (layers, bidir), (T, B, I, H) = shape, sizes
     lengths = ragged_lengths(T, B) if use_lengths else None
     kwargs = dict(num_layers=layers, bidirectional=bidir, batch_first=batch_first, dtype=dtype)
@@ -104,7 +93,7 @@ def run_contract(kernel, seq, inputs, dy, dh_n, dc_n):
 def test_kernel_contract_called_directly(backend, dtype, T, B, I, H, lengths):
     """One PackedSequences for forward, inference and backward, as the API passes it; dy
     past a length is ignored (not masked here), y and dx are 0 there."""
-    skip_unless_available(backend)
+    require_backend(backend)
     rng = np.random.default_rng(T * 100 + H)
     seq = packed_sequences(T, B, lengths)
     inputs = [rng.standard_normal(s).astype(dtype) for s in

@@ -11,20 +11,13 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import backends
 from conftest import (assert_backend_matches_reference, flushed_cell_state,
-                      output_in_forked_child, run_in_threads)
+                      output_in_forked_child, require_backend, run_in_threads)
 
 
 @pytest.fixture(autouse=True)
 def _cython_available():
-    """Skip where the cython backend cannot run; in CI (CI=true) fail instead: both fast
-    backends must run there."""
-    if "cython" not in fastlstm.available_backends():
-        reason = f"the cython backend is unavailable: {backends.backend_status()['cython']}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_backend("cython")
 
 
 ROOT = Path(__file__).resolve().parents[1]

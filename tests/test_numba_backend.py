@@ -14,20 +14,13 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import backends
 from conftest import (assert_backend_matches_reference, flushed_cell_state,
-                      output_in_forked_child, run_in_threads)
+                      output_in_forked_child, require_backend, run_in_threads)
 
 
 @pytest.fixture(autouse=True)
 def _numba_available():
-    """Skip where the numba backend cannot run; in CI (CI=true) fail instead: both fast
-    backends must run there."""
-    if "numba" not in fastlstm.available_backends():
-        reason = f"the numba backend is unavailable: {backends.backend_status()['numba']}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_backend("numba")
 
 
 @pytest.fixture

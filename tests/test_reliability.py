@@ -11,18 +11,10 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import backends
+from conftest import require_backend
 
 BACKENDS = fastlstm.available_backends()
 FAST = [name for name in BACKENDS if name != "numpy"]
-
-
-def needs(name):
-    if name not in BACKENDS:
-        reason = f"backend {name} unavailable: {backends.backend_status()[name]}"
-        if os.environ.get("CI") == "true":  # in CI both fast backends must run
-            pytest.fail(f"CI=true: {reason}", pytrace=False)
-        pytest.skip(reason)
 
 
 def _slowed(fn, delay=0.02):
@@ -59,7 +51,7 @@ def _together(n, work):
 # ---- 1. caches published once ----
 
 def test_cython_backward_layout_built_once_under_threads(monkeypatch):
-    needs("cython")
+    require_backend("cython")
     from fastlstm.backends import cython_cpu
     rng = np.random.default_rng(0)
     H, I = 40, 7
@@ -76,7 +68,7 @@ def test_cython_backward_layout_built_once_under_threads(monkeypatch):
 
 
 def test_numba_layouts_published_once_under_threads(monkeypatch):
-    needs("numba")
+    require_backend("numba")
     from fastlstm.backends import numba_cpu
     rng = np.random.default_rng(0)
     H, I = 40, 7
@@ -236,7 +228,7 @@ def test_big_call_scratch_is_given_back(backend, training):
     """After a call needing over 500 MiB of scratch (x packed by lengths alone is 500 MiB)
     and del model, the process holds within 100 MiB of what it held before."""
     import json
-    needs(backend)
+    require_backend(backend)
     out = subprocess.run([sys.executable, "-c", RSS_AFTER_BIG_CALL, backend,
                           "1" if training else "0"], capture_output=True, text=True,
                          timeout=600)
