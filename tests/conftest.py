@@ -55,25 +55,43 @@ def assert_backend_matches_reference(backend, dtype, T, B, I, H, layers=1, bidir
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-def run_in_threads(models, inputs, rounds, same):
-    """Call every model on its input from its own Python thread, all at once, `rounds`
-    times; returns the indices of calls whose output was not `same` as a lone call's."""
+def run_together(n, work, timeout=120):
+    """work(i, barrier) on n threads released at once (barrier.wait() lines them up again
+    between rounds); returns their results in order and re-raises the first failure,
+    after which the barrier is broken so that no thread waits for good. A thread still
+    running after `timeout` seconds fails the test as hung."""
     import threading
-    expected = [m(x)[0] for m, x in zip(models, inputs)]
-    errors, barrier = [], threading.Barrier(len(models))
+    barrier = threading.Barrier(n)
+    out, errors = [None] * n, []
 
-    def work(i):
-        barrier.wait()
-        for _ in range(rounds):
-            if not same(models[i](inputs[i])[0], expected[i]):
-                errors.append(i)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(models))]
+    def run(i):
+        try:
+            barrier.wait()
+            out[i] = work(i, barrier)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    return errors
+        t.join(timeout=timeout)
+        assert not t.is_alive(), "a thread hung"
+    if errors:
+        raise errors[0]
+    return out
+
+
+def run_in_threads(models, inputs, rounds, same):
+    """Call every model on its input from its own Python thread, all at once, `rounds`
+    times; returns the indices of calls whose output was not `same` as a lone call's."""
+    expected = [m(x)[0] for m, x in zip(models, inputs)]
+
+    def work(i, barrier):
+        return sum(not same(models[i](inputs[i])[0], expected[i]) for _ in range(rounds))
+    failures = run_together(len(models), work, timeout=300)
+    return [i for i, count in enumerate(failures) for _ in range(count)]
 
 
 def _send_output(conn, backend, x):

@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
 import fastlstm
+from conftest import run_together
 
 pytestmark = pytest.mark.skipif("numba" not in fastlstm.available_backends(),
                                 reason="numba is not installed here")
@@ -44,28 +44,13 @@ def _enter_in_threads(options, n, stagger, hold):
     """n threads line up at a barrier, then enter compile_settings() `stagger` s apart and
     stay `hold` s: each one enters while the ones before it are still inside, and they
     leave in the order they came. Returns the settings each saw inside."""
-    barrier = threading.Barrier(n)
-    seen, errors = [None] * n, []
-
-    def work(i):
-        try:
-            barrier.wait()
-            time.sleep(i * stagger)
-            with options.compile_settings():
-                seen[i] = _settings(options)
-                time.sleep(hold)
-        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-        assert not t.is_alive(), "a thread hung in compile_settings"
-    if errors:
-        raise errors[0]
-    return seen
+    def work(i, barrier):
+        time.sleep(i * stagger)
+        with options.compile_settings():
+            seen = _settings(options)
+            time.sleep(hold)
+        return seen
+    return run_together(n, work, timeout=60)
 
 
 @pytest.mark.parametrize("n", [2, 4])

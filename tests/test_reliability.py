@@ -4,14 +4,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import numpy as np
 import pytest
 
 import fastlstm
-from conftest import require_backend
+from conftest import require_backend, run_together
 
 BACKENDS = fastlstm.available_backends()
 FAST = [name for name in BACKENDS if name != "numpy"]
@@ -26,28 +25,6 @@ def _slowed(fn, delay=0.02):
     return slow
 
 
-def _together(n, work):
-    """work(i) on n threads released at once; returns their results in order."""
-    bar = threading.Barrier(n)
-    out = [None] * n
-    errors = []
-
-    def run(i):
-        try:
-            bar.wait()
-            out[i] = work(i)
-        except BaseException as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
-
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors, errors
-    return out
-
-
 # ---- 1. caches published once ----
 
 def test_cython_backward_layout_built_once_under_threads(monkeypatch):
@@ -59,7 +36,7 @@ def test_cython_backward_layout_built_once_under_threads(monkeypatch):
                                 rng.standard_normal((4 * H, H)).astype(np.float32),
                                 np.zeros(4 * H, np.float32))
     monkeypatch.setattr(cython_cpu, "_aligned", _slowed(cython_cpu._aligned))
-    seen = _together(6, lambda i: (p.for_backward().wb, p.k.wb))
+    seen = run_together(6, lambda i, _: (p.for_backward().wb, p.k.wb))
     first = seen[0][0]
     # every thread got, and still sees, the one layout: none was replaced under a reader
     assert all(a is first and b is first for a, b in seen)
@@ -75,8 +52,8 @@ def test_numba_layouts_published_once_under_threads(monkeypatch):
     p = numba_cpu.pack_weights(rng.standard_normal((4 * H, I)),
                                rng.standard_normal((4 * H, H)), np.zeros(4 * H))
     monkeypatch.setattr(numba_cpu, "split", _slowed(numba_cpu.split))
-    fwd = _together(6, lambda i: p.forward(8, 2))
-    bwd = _together(6, lambda i: p.backward(8, 2))
+    fwd = run_together(6, lambda i, _: p.forward(8, 2))
+    bwd = run_together(6, lambda i, _: p.backward(8, 2))
     assert all(f is p._forward[(8, 2)] for f in fwd)
     assert all(b is p._backward[(8, 2)] for b in bwd)
 
@@ -94,12 +71,11 @@ def test_training_one_model_from_threads_gives_right_gradients(backend):
         y, _ = base(x)
         dx, _ = base.backward(np.ones_like(y))
         expected.append((dx, {k: v.copy() for k, v in base.grads.items()}))
-    bar = threading.Barrier(4)
     bad = []
 
-    def work(i):
+    def work(i, barrier):
         for _ in range(20):
-            bar.wait()
+            barrier.wait()
             y, _ = base(xs[i])
             dx, _ = base.backward(np.ones_like(y))
             if not np.allclose(dx, expected[i][0], rtol=1e-4, atol=1e-5):
@@ -109,7 +85,7 @@ def test_training_one_model_from_threads_gives_right_gradients(backend):
             base.load_state_dict(sd)
         return True
 
-    _together(4, work)
+    run_together(4, work)
     assert not bad, bad
 
 

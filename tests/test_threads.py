@@ -7,30 +7,9 @@ import numpy as np
 import pytest
 
 import fastlstm
+from conftest import run_together
 
 BACKENDS = fastlstm.available_backends()
-
-
-def _run_threads(n, target):
-    """Run target(i, barrier) in n threads at once; re-raise the first failure."""
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def wrapped(i):
-        try:
-            target(i, barrier)
-        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-        assert not t.is_alive(), "a thread hung"
-    if errors:
-        raise errors[0]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -56,7 +35,7 @@ def test_several_threads_train_one_model(backend):
             np.testing.assert_allclose(m.flat_grads, expected[i][2], rtol=1e-4, atol=1e-5)
             m.load_state_dict(sd)  # same values: a new version mid-training
 
-    _run_threads(4, train)
+    run_together(4, train)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -87,10 +66,10 @@ def test_hot_reload_never_mixes_weights_and_never_stays_stale(backend):
         while not stop.is_set():
             assert which(m(x)[0]) is not None, "one call mixed two versions of the weights"
 
-    _run_threads(3, work)
+    run_together(3, work)
     # the last reload was `a`: every later call, on any thread, must serve it
     outs = []
-    _run_threads(2, lambda i, barrier: outs.append(which(m(x)[0])))
+    run_together(2, lambda i, barrier: outs.append(which(m(x)[0])))
     assert outs == ["a", "a"] and which(m(x)[0]) == "a"
 
 
