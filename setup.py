@@ -9,7 +9,10 @@ Build switches (environment variables, "1" to enable):
   FASTLSTM_NO_EXTENSION  skip the compiled kernels entirely (pure-Python install)
   FASTLSTM_NO_OPENMP     build without OpenMP (serial kernels)
   FASTLSTM_DEBUG         Cython bounds/wraparound checks on, -O1 -g (for tests)
-  FASTLSTM_PORTABLE      no -march=native: a binary that runs on any x86-64/arm64
+
+The kernels are built once per instruction set of the target CPU family (VARIANTS), and
+the extension picks the best one the running CPU has when it loads: a build or wheel made
+on one machine runs at full speed on any other of its architecture. No -march=native.
 """
 import os
 import sys
@@ -22,6 +25,23 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 SRC = "src_cython"
+KERNELS = "fastlstm._cy.lstm_cpu"  # the extension that holds the kernel variants
+
+# Instruction-set variants of the kernels, per target architecture: the file
+# src_cython/variants/<name>.c compiled with these flags. kernels.h's fl_cpu_supports checks
+# the same features at run time before any variant's code runs.
+VARIANTS = {
+    "x86_64": {"avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2",
+                          "-mfma"],
+               "avx2": ["-mavx2", "-mfma"],
+               "baseline": []},
+    "aarch64": {"neon": []},
+    "other": {"baseline": []},
+}
+ARCH_PROBES = {  # the compiler's target, not the machine running setup.py (cross builds)
+    "x86_64": "#ifndef __x86_64__\n#error not x86-64\n#endif\nint main(void){return 0;}\n",
+    "aarch64": "#ifndef __aarch64__\n#error not aarch64\n#endif\nint main(void){return 0;}\n",
+}
 
 
 def _flag(name):
@@ -54,8 +74,15 @@ int main(void) { int n = 0;
 """
 
 
+def _target_arch(compiler, tmp):
+    for arch, probe in ARCH_PROBES.items():
+        if _compiles(compiler, probe, [], tmp):
+            return arch
+    return "other"
+
+
 class BuildExt(build_ext):
-    """build_ext that probes OpenMP / -march=native and never fails the install."""
+    """build_ext that probes OpenMP, builds the kernel variants, never fails the install."""
 
     def finalize_options(self):
         # cythonize before setuptools' own finalize_options, which annotates the extensions
@@ -100,13 +127,8 @@ class BuildExt(build_ext):
                 _loud("OpenMP was not found (compiling with -fopenmp failed).\n"
                       "The compiled kernels are built SERIAL: they will use one core.\n"
                       "Install an OpenMP-capable compiler (e.g. gcc with libgomp) and reinstall.")
-            native = False
-            if not _flag("FASTLSTM_PORTABLE"):
-                native = _compiles(cc, "int main(void){return 0;}", ["-march=native"], tmp)
-                if native:
-                    args.append("-march=native")
-        macros += [("FASTLSTM_OPENMP", int(openmp)), ("FASTLSTM_DEBUG", int(debug)),
-                   ("FASTLSTM_NATIVE", int(native))]
+            self.arch = _target_arch(cc, tmp)
+        macros += [("FASTLSTM_OPENMP", int(openmp)), ("FASTLSTM_DEBUG", int(debug))]
         for ext in self.extensions:
             ext.extra_compile_args += args
             ext.extra_link_args += links
@@ -115,18 +137,49 @@ class BuildExt(build_ext):
 
     def build_extension(self, ext):
         try:
+            if ext.name == KERNELS and not self._up_to_date(ext):
+                self._build_variants(ext)
             super().build_extension(ext)
         except Exception as exc:  # compiler missing or broken: keep the install alive
             _loud(f"Could not compile {ext.name}: {exc}\n"
                   "fastlstm installs without it and falls back to its other backends.\n"
                   "`fastlstm info` reports what is missing.")
 
+    def _up_to_date(self, ext):
+        """setuptools skips an extension newer than its sources: skip its variants too."""
+        target = Path(self.get_ext_fullpath(ext.name))
+        if self.force or not target.exists():
+            return False
+        newest = max(Path(f).stat().st_mtime for f in list(ext.sources) + list(ext.depends))
+        return newest <= target.stat().st_mtime
+
+    def _build_variants(self, ext):
+        """Compile src_cython/variants/<isa>.c with each variant's flags into objects the
+        extension links; a variant the compiler cannot build is left out, loudly."""
+        built = []
+        for name, flags in VARIANTS[self.arch].items():
+            try:
+                objs = self.compiler.compile(
+                    [f"{SRC}/variants/{name}.c"], output_dir=self.build_temp,
+                    macros=ext.define_macros, include_dirs=ext.include_dirs,
+                    extra_postargs=ext.extra_compile_args + flags, depends=ext.depends)
+            except Exception as exc:
+                _loud(f"The {name} kernels could not be compiled ({exc}).\n"
+                      f"CPUs with {name} will run a slower variant.")
+                continue
+            ext.extra_objects += objs
+            ext.define_macros.append((f"FL_HAVE_{name.upper()}", 1))
+            built.append(name)
+        if not built:
+            raise RuntimeError("no kernel variant could be compiled")
+
 
 def extensions():
     if _flag("FASTLSTM_NO_EXTENSION"):
         _loud("FASTLSTM_NO_EXTENSION is set: the compiled kernels are NOT built.")
         return []
-    headers = [f"{SRC}/{h.name}" for h in sorted((HERE / SRC).glob("*.h"))]
+    headers = [f"{SRC}/{h.relative_to(HERE / SRC)}"
+               for pattern in ("*.h", "variants/*.c") for h in sorted((HERE / SRC).glob(pattern))]
     return [Extension(f"fastlstm._cy.{p.stem}", [f"{SRC}/{p.name}"], include_dirs=[SRC],
                       depends=headers)
             for p in sorted((HERE / SRC).glob("*.pyx"))]

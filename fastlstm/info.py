@@ -24,12 +24,13 @@ def collect_info():
         ``cpu``, ``threads`` (fastlstm's thread count), ``backends`` (name -> available,
         reason it is not, description), ``auto_order`` (the available backends in the
         order ``backend="auto"`` tries them), ``extension`` (whether the compiled
-        extension is built and with what: OpenMP, ``-march=native``, debug), ``numba``
+        extension is built and with what: OpenMP, debug, and under ``isa`` its kernel
+        variants: ``chosen``, ``forced`` (FASTLSTM_ISA or None), ``available`` (those
+        this CPU runs), ``built``, ``error`` (a FASTLSTM_ISA that cannot be used)), ``numba``
         (version, threads, threading layer, cache folder) and ``blas`` (one dict per BLAS
         library loaded, from threadpoolctl).
     """
-    if "cython" in backends.available_backends():
-        backends.load("cython")  # it pins scipy's BLAS: report the state it runs with
+    isa = _isa_info()
     ext = load_extension("buildinfo")
     extension = {"built": ext is not None}
     if ext is None:
@@ -38,6 +39,7 @@ def collect_info():
     else:
         extension.update(ext.build_info())
         extension["openmp_threads"] = ext.get_max_threads()
+        extension["isa"] = isa
     return {
         "fastlstm": __version__,
         "python": sys.version.split()[0],
@@ -54,6 +56,25 @@ def collect_info():
         "numba": _numba_info(),
         "blas": _blas_info(),
     }
+
+
+def _isa_info():
+    """The compiled kernels' instruction-set variants: chosen, forced, available, built."""
+    if "cython" not in backends.available_backends():
+        return None
+    import os
+    forced = os.environ.get("FASTLSTM_ISA", "").strip().lower() or None
+    try:
+        cy = backends.load("cython")  # it pins scipy's BLAS: report the state it runs with
+    except ValueError as exc:  # a FASTLSTM_ISA this CPU or build cannot honour
+        built = load_extension("lstm_cpu").variants()
+        return {"chosen": None, "forced": forced, "error": str(exc),
+                "available": [v["name"] for v in built if v["runs_here"]],
+                "built": [v["name"] for v in built]}
+    except ImportError:
+        return None
+    return {"chosen": cy.ISA, "forced": cy.FORCED, "error": None,
+            "available": cy.runnable_isas(), "built": list(cy.VARIANTS)}
 
 
 def _numba_info():
@@ -130,8 +151,8 @@ def format_info(info):
     ext = info["extension"]
     if ext["built"]:
         lines.append(f"compiled extension: built  openmp={ext['openmp']} "
-                     f"(threads {ext['openmp_threads']})  native={ext['native']}  "
-                     f"debug={ext['debug']}")
+                     f"(threads {ext['openmp_threads']})  debug={ext['debug']}")
+        lines.append(format_isa(ext.get("isa")))
     else:
         lines.append(f"compiled extension: {ext['reason']}")
     nb = info["numba"]
@@ -142,6 +163,17 @@ def format_info(info):
     for lib in info["blas"]:
         lines.append("blas: " + "  ".join(f"{k}={v}" for k, v in lib.items()))
     return "\n".join(lines)
+
+
+def format_isa(isa):
+    """The `isa: <chosen> (available here: ...)` line of the report."""
+    if not isa:
+        return "isa: unknown (the compiled backend does not load)"
+    here = f"available here: {', '.join(isa['available'])}"
+    if isa["error"]:
+        return f"isa: none usable: {isa['error']} ({here})"
+    how = f", forced by FASTLSTM_ISA={isa['forced']}" if isa["forced"] else ""
+    return f"isa: {isa['chosen']}{how} ({here})"
 
 
 def show_config(mode="stdout"):

@@ -16,9 +16,6 @@ cdef extern from *:
     #ifndef FASTLSTM_DEBUG
     #define FASTLSTM_DEBUG 0
     #endif
-    #ifndef FASTLSTM_NATIVE
-    #define FASTLSTM_NATIVE 0
-    #endif
     #ifdef _OPENMP
     #include <omp.h>
     static int fl_max_threads(void) { return omp_get_max_threads(); }
@@ -32,16 +29,15 @@ cdef extern from *:
     """
     int FASTLSTM_OPENMP
     int FASTLSTM_DEBUG
-    int FASTLSTM_NATIVE
     int fl_max_threads() nogil
     void fl_set_threads(int n) nogil
     int fl_thread_num() nogil
 
 
 def build_info():
-    """How this extension was compiled: {'openmp', 'debug', 'native'} booleans."""
-    return {"openmp": bool(FASTLSTM_OPENMP), "debug": bool(FASTLSTM_DEBUG),
-            "native": bool(FASTLSTM_NATIVE)}
+    """How this extension was compiled: {'openmp', 'debug'} booleans. (The instruction-set
+    variants of the kernels are lstm_cpu.variants().)"""
+    return {"openmp": bool(FASTLSTM_OPENMP), "debug": bool(FASTLSTM_DEBUG)}
 
 
 def get_max_threads():

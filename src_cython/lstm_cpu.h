@@ -15,16 +15,34 @@
  * perm, bs and off are fastlstm/backends/sequences.py's perm, batch_sizes and offsets, or
  * all NULL for a dense batch. Steps past a length are skipped, not masked.
  *
- * Shape letters: T steps, B batch, H hidden, G = 4H, VL vector lanes, NUB = ceil(H/VL)
- * unit blocks. Packed layouts (built by the adapter, once per weights):
- *   wfi [NUB][I][4][VL] forward: wfi[u][k][g][l] = W_ih[g*H + u*VL + l][k]  (0 past H)
- *   wf [NUB][H][4][VL]  forward:  wf[u][k][g][l] = W_hh[g*H + u*VL + l][k]   (0 past H)
+ * One instruction-set variant per translation unit: src_cython/variants/<isa>.c defines
+ * FL_VBYTES (bytes per vector), FL_MAX_ROWS (rows per register block) and FL_MAX_ACC (the
+ * vector sums that fit in registers beside the weight vectors and a broadcast), includes
+ * this file and names its table of entry points with FL_DEFINE_KERNELS(isa). Everything
+ * here is static: the variants never see each other's code.
+ *
+ * Shape letters: T steps, B batch, H hidden, G = 4H, VL = FL_VBYTES / sizeof(R) vector
+ * lanes, NUB = ceil(H/VL) unit blocks. Packed layouts (built by the adapter, once per weights):
+ *   wfi [NUB][4/GP][I][GP][VL] forward: wfi[u][p][k][j][l] = W_ih[(p*GP + j)*H + u*VL + l][k]
+ *   wf [NUB][4/GP][H][GP][VL]  forward: wf[u][p][k][j][l] = W_hh[(p*GP + j)*H + u*VL + l][k]
+ *                        (0 past H; GP = FL_GP, 4 or 2 gates per group)
  *   bf [NUB][4][VL]     forward:  bf[u][g][l]    = b[g*H + u*VL + l]
  *   wb [NUB][G][VL]     backward: wb[u][k][l]    = W_hh[k][u*VL + l]
  */
 #ifndef FASTLSTM_LSTM_CPU_H
 #define FASTLSTM_LSTM_CPU_H
 
+#if !defined(FL_VBYTES) || !defined(FL_MAX_ROWS) || FL_MAX_ROWS < 1 || FL_MAX_ROWS > 6
+#error "a variant defines FL_VBYTES and FL_MAX_ROWS (1..6) before including lstm_cpu.h"
+#endif
+#ifndef FL_MAX_ACC
+#error "a variant defines FL_MAX_ACC, the vector accumulators that fit its registers"
+#endif
+/* Gates per group in the forward layouts: a full row block accumulates 4 gates at once
+ * when its 4 * FL_MAX_ROWS sums fit FL_MAX_ACC registers, else 2 gates per pass. */
+#define FL_GP (4 * FL_MAX_ROWS <= FL_MAX_ACC ? 4 : 2)
+
+#include "kernels.h"
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,8 +73,6 @@
 #endif
 
 #define FL_INLINE static inline __attribute__((always_inline))
-#define FL_VBYTES 64 /* one AVX-512 register; the compiler splits it on narrower machines */
-#define FL_MAX_ROWS 6 /* rows per register block */
 
 /* Denormals can slow a recurrence tenfold: flush them (FTZ + DAZ) inside the kernels. */
 static inline unsigned fl_flush_denormals(void) {
@@ -148,5 +164,11 @@ typedef double SUF(vec) __attribute__((vector_size(FL_VBYTES)));
 typedef long long SUF(ivec) __attribute__((vector_size(FL_VBYTES)));
 typedef unsigned long long SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
 #include "lstm_cpu_impl.h" /* undefines the parameters above */
+
+/* The variant's table, named fl_kernels_<isa> (declared in kernels.h) */
+#define FL_DEFINE_KERNELS(isa)                                                            \
+    const fl_kernels fl_kernels_##isa = {#isa,             FL_VBYTES,         FL_MAX_ROWS,      \
+                                         FL_GP,            lstm_forward_f32, lstm_forward_f64, \
+                                         lstm_backward_f32, lstm_backward_f64}
 
 #endif

@@ -1,4 +1,5 @@
-# The compiled LSTM layer: BLAS for the big GEMMs, lstm_cpu.h for the time loop.
+# The compiled LSTM layer: BLAS for the big GEMMs, lstm_cpu.h for the time loop, in one
+# variant per instruction set (kernels.h); the packed weights say which variant runs.
 #
 # Forward:  the recurrence, x_t W_ih^T + h_{t-1} W_hh^T fused into each step's register
 #           block (faster here than hoisting x W_ih^T into one GEMM: see lstm_cpu_impl.h).
@@ -21,38 +22,69 @@ ctypedef fused floating:
     float
     double
 
-cdef extern from "lstm_cpu.h" nogil:
-    ctypedef void (*gemm_f32)(char *, char *, int *, int *, int *, float *, float *, int *,
-                              float *, int *, float *, float *, int *)
-    ctypedef void (*gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *,
-                              double *, int *, double *, double *, int *)
-    void lstm_forward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const float *xr, const float *wfi, const float *wf,
-                          const float *bf, float *hbuf, float *cbuf, float *y, float *gates,
-                          float *tc, float *th, int tu, int nthreads)
-    void lstm_forward_f64(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const double *xr, const double *wfi,
-                          const double *wf, const double *bf, double *hbuf, double *cbuf,
-                          double *y, double *gates, double *tc, double *th, int tu,
-                          int nthreads)
-    void lstm_backward_f32(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                           const int *perm, const float *wb, const float *gates,
-                           const float *tc, const float *dy, float *dh, float *dc, float *dz,
-                           const float *xr, const float *hr, const float *w_ih, gemm_f32 gemm,
-                           float *dxr, float *dw_ih, float *dw_hh, float *db, int tu,
-                           int nthreads)
-    void lstm_backward_f64(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                           const int *perm, const double *wb, const double *gates,
-                           const double *tc, const double *dy, double *dh, double *dc,
-                           double *dz, const double *xr, const double *hr,
-                           const double *w_ih, gemm_f64 gemm, double *dxr, double *dw_ih,
-                           double *dw_hh, double *db, int tu, int nthreads)
-    int FL_VBYTES
+cdef extern from "dispatch.h" nogil:
+    ctypedef void (*fl_gemm_f32)(char *, char *, int *, int *, int *, float *, float *, int *,
+                                 float *, int *, float *, float *, int *)
+    ctypedef void (*fl_gemm_f64)(char *, char *, int *, int *, int *, double *, double *,
+                                 int *, double *, int *, double *, double *, int *)
+    ctypedef void (*fl_forward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+                         const int *perm, const float *xr, const float *wfi, const float *wf,
+                         const float *bf, float *hbuf, float *cbuf, float *y, float *gates,
+                         float *tc, float *th, int tu, int nthreads) noexcept nogil
+    ctypedef void (*fl_forward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+                         const int *perm, const double *xr, const double *wfi,
+                         const double *wf, const double *bf, double *hbuf, double *cbuf,
+                         double *y, double *gates, double *tc, double *th, int tu,
+                         int nthreads) noexcept nogil
+    ctypedef void (*fl_backward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+                          const int *perm, const float *wb, const float *gates,
+                          const float *tc, const float *dy, float *dh, float *dc, float *dz,
+                          const float *xr, const float *hr, const float *w_ih,
+                          fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh, float *db,
+                          int tu, int nthreads) noexcept nogil
+    ctypedef void (*fl_backward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
+                          const int *perm, const double *wb, const double *gates,
+                          const double *tc, const double *dy, double *dh, double *dc,
+                          double *dz, const double *xr, const double *hr,
+                          const double *w_ih, fl_gemm_f64 gemm, double *dxr, double *dw_ih,
+                          double *dw_hh, double *db, int tu, int nthreads) noexcept nogil
+    ctypedef struct fl_kernels:
+        const char *name
+        int vbytes
+        int rows
+        int gate_group
+        fl_forward_f32 forward_f32
+        fl_forward_f64 forward_f64
+        fl_backward_f32 backward_f32
+        fl_backward_f64 backward_f64
+    const fl_kernels *fl_built[]
+    int fl_cpu_supports(const char *isa)
 
 
-def vector_bytes():
-    """Bytes per vector of the kernels: unit blocks hold vector_bytes() // itemsize units."""
-    return FL_VBYTES
+def variants():
+    """The instruction-set variants built into this extension, best first: one dict each,
+    {"name", "vector_bytes", "rows" (per register block), "gate_group" (the forward
+    layouts' GP, see lstm_cpu.h), "runs_here" (this CPU can run it)}."""
+    out = []
+    cdef int i = 0
+    while fl_built[i] != NULL:
+        out.append({"name": fl_built[i].name.decode(), "vector_bytes": fl_built[i].vbytes,
+                    "rows": fl_built[i].rows, "gate_group": fl_built[i].gate_group,
+                    "runs_here": bool(fl_cpu_supports(fl_built[i].name))})
+        i += 1
+    return out
+
+
+cdef const fl_kernels *_variant(str isa) except NULL:
+    """The kernels of variant `isa`, which must be built and runnable on this CPU."""
+    cdef int i = 0
+    while fl_built[i] != NULL:
+        if fl_built[i].name.decode() == isa:
+            if not fl_cpu_supports(fl_built[i].name):
+                raise ValueError(f"lstm_cpu: this CPU cannot run the {isa} kernels")
+            return fl_built[i]
+        i += 1
+    raise ValueError(f"lstm_cpu: no {isa!r} kernels in this build")
 
 
 cdef inline void gather_rows(floating *dst, const floating *src, int T, int B, int F,
@@ -88,21 +120,25 @@ cdef void *_data(arr, Py_ssize_t n, itemsize, what) except NULL:
 cdef class PackedWeights:
     """One layer-direction's weights in the kernels' layouts (see lstm_cpu.h).
 
-    w_ih [G, I] as it is (backward's GEMMs); wfi [NUB][I][4][VL], wf [NUB][H][4][VL] and
+    w_ih [G, I] as it is (backward's GEMMs); wfi [NUB][4/GP][I][GP][VL], wf [NUB][4/GP][H][GP][VL] and
     bf [NUB][4][VL] for the forward step; wb [NUB][G][VL] for backward, added when first
-    needed. Sizes are checked here, once.
+    needed. VL = the vector bytes of instruction-set variant `isa` / itemsize: these are
+    that variant's layouts, and its kernels run every call made with them. Sizes are
+    checked here, once.
     """
     cdef readonly object w_ih, wfi, wf, bf, wb
     cdef readonly int n_in, H, nub, itemsize
+    cdef const fl_kernels *k
     cdef void *p_w_ih
     cdef void *p_wfi
     cdef void *p_wf
     cdef void *p_bf
     cdef void *p_wb
 
-    def __init__(self, w_ih, wfi, wf, bf, int H):
+    def __init__(self, w_ih, wfi, wf, bf, int H, str isa):
+        self.k = _variant(isa)
         self.itemsize = w_ih.dtype.itemsize
-        cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
+        cdef Py_ssize_t vl = self.k.vbytes // self.itemsize
         self.H, self.n_in = H, w_ih.shape[1]
         self.nub = (H + vl - 1) // vl
         self.p_w_ih = _data(w_ih, 4 * H * self.n_in, self.itemsize, "w_ih")
@@ -111,9 +147,14 @@ cdef class PackedWeights:
         self.p_bf = _data(bf, self.nub * 4 * vl, self.itemsize, "bf")
         self.w_ih, self.wfi, self.wf, self.bf = w_ih, wfi, wf, bf
 
+    @property
+    def isa(self):
+        """The instruction-set variant whose kernels and layouts these are."""
+        return self.k.name.decode()
+
     def set_wb(self, wb):
         """Once only: a kernel on another thread may be reading the layout set first."""
-        cdef Py_ssize_t vl = FL_VBYTES // self.itemsize
+        cdef Py_ssize_t vl = self.k.vbytes // self.itemsize
         if self.wb is not None:
             raise ValueError("lstm_cpu: wb is set already; a published layout is never replaced")
         self.p_wb = _data(wb, self.nub * 4 * self.H * vl, self.itemsize, "wb")
@@ -290,11 +331,11 @@ def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             memcpy(th_p, &h0[0, 0], <size_t>B * H * sizeof(floating))
             memcpy(tc_p, &c0[0, 0], <size_t>B * H * sizeof(floating))
         if floating is float:
-            lstm_forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, <float *>pw.p_wfi,
+            pw.k.forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, <float *>pw.p_wfi,
                              <float *>pw.p_wf, <float *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
                              gates_p, tc_p, th_p, tu, nthreads)
         else:
-            lstm_forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, <double *>pw.p_wfi,
+            pw.k.forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, <double *>pw.p_wfi,
                              <double *>pw.p_wf, <double *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
                              gates_p, tc_p, th_p, tu, nthreads)
         for r in range(B):  # a row's last h is in the buffer its last step wrote
@@ -348,12 +389,12 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
             xs, hs = <const floating *>ws.xp, <const floating *>ws.hp
             dxs = <floating *>ws.dxp
         if floating is float:
-            lstm_backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
+            pw.k.backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <float *>ws.dz, xs, hs, <float *>pw.p_w_ih, sgemm, dxs,
                               &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
         else:
-            lstm_backward_f64(T, B, I, H, bs_p, off_p, perm_p, <double *>pw.p_wb,
+            pw.k.backward_f64(T, B, I, H, bs_p, off_p, perm_p, <double *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <double *>ws.dz, xs, hs, <double *>pw.p_w_ih, dgemm, dxs,
                               &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)

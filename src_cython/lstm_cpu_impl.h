@@ -78,9 +78,7 @@ FL_INLINE V SUF(vtanh)(V x) {
     return (V)((IV)t | ((IV)x & sign));
 }
 
-/* Fortran BLAS ?gemm, as scipy.linalg.cython_blas hands it out */
-typedef void (*SUF(gemm_fn))(char *, char *, int *, int *, int *, R *, R *, int *, R *, int *,
-                             R *, R *, int *);
+typedef SUF(fl_gemm) SUF(gemm_fn); /* Fortran BLAS ?gemm (kernels.h) */
 
 /* Row-major C[m,n] = op(A)[m,k] op(B)[k,n] + beta C: the column-major call with the operands
  * swapped, so nothing is copied. Called by each thread on its own slice, with the BLAS kept
@@ -106,46 +104,43 @@ typedef struct {
     R *gates, *tc, *th;   /* tape: [T][B][G], [T+1][B][H], [T+1][B][H] out, or NULL */
 } SUF(fwd_args);
 
+/* acc[m][g0 + g] += sum_k src[m * ld + k] w[k][g0 + g][:] for MB rows and the NG gates
+ * from g0, w one unit block's packed [4/GP][K][GP][VL] weights (lstm_cpu.h): each weight
+ * vector loaded once serves MB rows. */
+FL_INLINE void SUF(fwd_terms)(V acc[][4], const R *src, size_t ld, const int MB, const R *w,
+                              int K, const int g0, const int NG) {
+    for (int k = 0; k < K; k++) {
+        V wv[4];
+        for (int g = 0; g < NG; g++)
+            wv[g] = SUF(vload)(w + ((size_t)((g0 + g) / FL_GP) * K * FL_GP + (size_t)k * FL_GP +
+                                    (g0 + g) % FL_GP) * VL);
+        for (int m = 0; m < MB; m++) {
+            const V b = SUF(vset1)(src[m * ld + k]);
+            for (int g = 0; g < NG; g++) acc[m][g0 + g] += b * wv[g];
+        }
+    }
+}
+
 /* MB sorted rows starting at r, all active at step t, unit block ub: z = x W_ih^T +
- * h W_hh^T + b accumulated in registers, then the gate math, the state update and every
- * store. x W_ih^T is fused here, not hoisted into one GEMM over all steps: writing the
- * projection out and reading it back each step costs more than the GEMM saves (7-15% of
- * the forward at mid and large sizes). */
+ * h W_hh^T + b accumulated in registers (all four gates in one pass over the weights when
+ * their 4*MB sums fit FL_MAX_ACC registers, else two gates per pass), then the gate math,
+ * the state update and every store. x W_ih^T is fused here, not hoisted into one GEMM over
+ * all steps: writing the projection out and reading it back each step costs more than the
+ * GEMM saves (7-15% of the forward at mid and large sizes, AVX-512). */
 FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB, int ub,
                               const R *hp, R *hn) {
-    const int H = a->H, G = 4 * H, B = a->B;
-    const R *w = a->wf + (size_t)ub * H * 4 * VL;
+    const int H = a->H, G = 4 * H, B = a->B, NI = a->NI;
+    const int NG = 4 * MB <= FL_MAX_ACC ? 4 : 2;
     const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * B;
     V acc[FL_MAX_ROWS][4];
     for (int m = 0; m < MB; m++)
         for (int g = 0; g < 4; g++) acc[m][g] = SUF(vset1)(0);
-    {
-        const int NI = a->NI;
-        const R *wi = a->wfi + (size_t)ub * NI * 4 * VL;
-        for (int k = 0; k < NI; k++) {
-            const R *wk = wi + (size_t)k * 4 * VL;
-            const V w0 = SUF(vload)(wk), w1 = SUF(vload)(wk + VL);
-            const V w2 = SUF(vload)(wk + 2 * VL), w3 = SUF(vload)(wk + 3 * VL);
-            for (int m = 0; m < MB; m++) {
-                const V xb = SUF(vset1)(a->xr[(size_t)(off + r + m) * NI + k]);
-                acc[m][0] += xb * w0;
-                acc[m][1] += xb * w1;
-                acc[m][2] += xb * w2;
-                acc[m][3] += xb * w3;
-            }
-        }
-    }
-    for (int k = 0; k < H; k++) {
-        const R *wk = w + (size_t)k * 4 * VL;
-        const V w0 = SUF(vload)(wk), w1 = SUF(vload)(wk + VL);
-        const V w2 = SUF(vload)(wk + 2 * VL), w3 = SUF(vload)(wk + 3 * VL);
-        for (int m = 0; m < MB; m++) {
-            const V hb = SUF(vset1)(hp[(size_t)(r + m) * H + k]);
-            acc[m][0] += hb * w0;
-            acc[m][1] += hb * w1;
-            acc[m][2] += hb * w2;
-            acc[m][3] += hb * w3;
-        }
+#pragma GCC unroll 4
+    for (int g0 = 0; g0 < 4; g0 += NG) {
+        SUF(fwd_terms)(acc, a->xr + (size_t)(off + r) * NI, NI, MB,
+                       a->wfi + (size_t)ub * NI * 4 * VL, NI, g0, NG);
+        SUF(fwd_terms)(acc, hp + (size_t)r * H, H, MB, a->wf + (size_t)ub * H * 4 * VL, H, g0,
+                       NG);
     }
     const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
     const R *bb = a->bf + (size_t)ub * 4 * VL;
@@ -184,11 +179,21 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
         for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS)
             SUF(fwd_block)(a, t, r, FL_MAX_ROWS, ub, hp, hn);
         switch (r1 - r) { /* the rest, with the block height fixed at compile time */
+#if FL_MAX_ROWS > 5
         case 5: SUF(fwd_block)(a, t, r, 5, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 4
         case 4: SUF(fwd_block)(a, t, r, 4, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 3
         case 3: SUF(fwd_block)(a, t, r, 3, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 2
         case 2: SUF(fwd_block)(a, t, r, 2, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 1
         case 1: SUF(fwd_block)(a, t, r, 1, ub, hp, hn); break;
+#endif
         default: break;
         }
         /* rows past their length: y = 0, state untouched, no work */
@@ -265,12 +270,12 @@ static void SUF(bwd_gates)(const SUF(bwd_args) *a, int t, fl_share s) {
 }
 
 /* dh[rows, NV unit blocks from ub] = dz[rows, :] W_hh[:, units]. MB rows x NV vectors of
- * units, each sum split KC ways over k (MB*NV*KC = MB*4 accumulators): with NV = 4 every
- * W load feeds MB FMAs and every broadcast four; with fewer blocks the KC interleaved
- * sums hide the FMA latency instead. */
+ * units, each sum split KC ways over k: MB*NV*KC = MB*ACC accumulators, ACC = 4 sums per
+ * row when they fit FL_MAX_ACC registers, else 2. With NV = ACC every W load feeds MB FMAs
+ * and every broadcast NV; with fewer blocks the KC interleaved sums hide the FMA latency. */
 FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB, int ub,
                               const int NV) {
-    const int H = a->H, G = 4 * H, KC = 4 / NV;
+    const int H = a->H, G = 4 * H, ACC = 4 * MB <= FL_MAX_ACC ? 4 : 2, KC = ACC / NV;
     const R *w = a->wb + (size_t)ub * G * VL;
     const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * a->B;
     const R *dz[FL_MAX_ROWS];
@@ -297,31 +302,39 @@ FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB
     }
 }
 
-#define FL_BWD_ROWS(NV)                                                                   \
-    do {                                                                                  \
-        int r = s.r0;                                                                     \
-        for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS)                                   \
-            SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub, NV);                                 \
-        switch (r1 - r) {                                                                 \
-        case 5: SUF(bwd_block)(a, t, r, 5, ub, NV); break;                                \
-        case 4: SUF(bwd_block)(a, t, r, 4, ub, NV); break;                                \
-        case 3: SUF(bwd_block)(a, t, r, 3, ub, NV); break;                                \
-        case 2: SUF(bwd_block)(a, t, r, 2, ub, NV); break;                                \
-        case 1: SUF(bwd_block)(a, t, r, 1, ub, NV); break;                                \
-        default: break;                                                                   \
-        }                                                                                 \
-    } while (0)
+/* dh for sorted rows [r0, r1) and unit blocks [ub, ub + NV) */
+FL_INLINE void SUF(bwd_rows)(const SUF(bwd_args) *a, int t, int r0, int r1, int ub, const int NV) {
+    int r = r0;
+    for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS) SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub, NV);
+    switch (r1 - r) { /* the rest, with the block height fixed at compile time */
+#if FL_MAX_ROWS > 5
+    case 5: SUF(bwd_block)(a, t, r, 5, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 4
+    case 4: SUF(bwd_block)(a, t, r, 4, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 3
+    case 3: SUF(bwd_block)(a, t, r, 3, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 2
+    case 2: SUF(bwd_block)(a, t, r, 2, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 1
+    case 1: SUF(bwd_block)(a, t, r, 1, ub, NV); break;
+#endif
+    default: break;
+    }
+}
 
 static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
     const int active = a->bs ? a->bs[t] : a->B;
     const int r1 = s.r1 < active ? s.r1 : active;
     int ub = s.ub0;
-    for (; ub + 4 <= s.ub1; ub += 4) FL_BWD_ROWS(4);
-    for (; ub + 2 <= s.ub1; ub += 2) FL_BWD_ROWS(2);
-    for (; ub < s.ub1; ub++) FL_BWD_ROWS(1);
+    if (4 * FL_MAX_ROWS <= FL_MAX_ACC) /* a full row block has 4 sums per row */
+        for (; ub + 4 <= s.ub1; ub += 4) SUF(bwd_rows)(a, t, s.r0, r1, ub, 4);
+    for (; ub + 2 <= s.ub1; ub += 2) SUF(bwd_rows)(a, t, s.r0, r1, ub, 2);
+    for (; ub < s.ub1; ub++) SUF(bwd_rows)(a, t, s.r0, r1, ub, 1);
 }
-
-#undef FL_BWD_ROWS
 
 static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const R *wb, const R *gates, const R *tc,

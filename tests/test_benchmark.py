@@ -107,7 +107,10 @@ MACHINE = {"auto_order": ["cython", "numba", "numpy"],
            "backends": {"cython": {"available": True, "reason": ""},
                         "numba": {"available": True, "reason": ""},
                         "numpy": {"available": True, "reason": ""}},
-           "extension": {"built": True, "openmp": True, "native": True, "debug": False}}
+           "extension": {"built": True, "openmp": True, "debug": False,
+                         "isa": {"chosen": "avx512", "forced": None, "error": None,
+                                 "available": ["avx512", "avx2", "baseline"],
+                                 "built": ["avx512", "avx2", "baseline"]}}}
 
 
 def synthetic_result(ratios, peers=("torch", "onnxruntime"), backends=("numpy", "cython"),
@@ -138,7 +141,7 @@ def test_summary_against_the_fastest_peer_faster():
     assert lines[0] == "Summary:"
     assert flat(text).startswith(
         "Summary: auto uses cython: the compiled extension is built here (OpenMP, "
-        "-march=native); next in line: numba, numpy.")
+        "avx512 kernels); next in line: numba, numpy.")
     # the fastest peer of each config: onnxruntime forward, torch (the only one) training
     assert "small models (edge, seed): fastlstm[cython] forward against the fastest peer " \
         "(onnxruntime): faster (1.20-1.74x); forward+backward against torch: faster " \
@@ -196,12 +199,14 @@ def test_summary_without_peers_compares_with_the_reference_and_says_how_to_insta
 
 def test_summary_says_why_auto_picks_its_backend():
     from fastlstm.benchmark.report import auto_sentence, format_summary
-    serial = {**MACHINE, "extension": {"built": True, "openmp": False, "native": False,
-                                       "debug": True}}
+    forced = {"chosen": "avx2", "forced": "avx2", "error": None, "available": ["avx2"],
+              "built": ["avx2"]}
+    serial = {**MACHINE, "extension": {"built": True, "openmp": False, "debug": True,
+                                       "isa": forced}}
     assert auto_sentence(serial) == (
         "auto uses cython: the compiled extension is built here (without OpenMP: one core, "
-        "portable: no -march=native, a debug build: index checks on, slower); next in line: "
-        "numba, numpy.")
+        "avx2 kernels (forced by FASTLSTM_ISA), a debug build: index checks on, slower); "
+        "next in line: numba, numpy.")
     no_ext = {"auto_order": ["numba", "numpy"], "extension": {"built": False},
               "backends": {"cython": {"available": False, "reason": "fastlstm._cy.lstm_cpu "
                                       "is not installed"},

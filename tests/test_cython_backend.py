@@ -122,7 +122,10 @@ def test_bad_internal_arguments_raise_instead_of_crashing(cy):
         lstm_cpu.forward(x, h, h, dense, y, h, h, np.zeros((4, 2, 31), f32), y, y, packed.k,
                          ws, 1, 1)
     with pytest.raises(ValueError, match="wfi must be a C-contiguous array"):
-        lstm_cpu.PackedWeights(packed.k.w_ih, packed.k.wfi[:-1], packed.k.wf, packed.k.bf, 8)
+        lstm_cpu.PackedWeights(packed.k.w_ih, packed.k.wfi[:-1], packed.k.wf, packed.k.bf, 8,
+                               packed.isa)
+    with pytest.raises(ValueError, match="no 'sse9' kernels in this build"):
+        lstm_cpu.PackedWeights(packed.k.w_ih, packed.k.wfi, packed.k.wf, packed.k.bf, 8, "sse9")
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,

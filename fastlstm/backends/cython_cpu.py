@@ -1,6 +1,7 @@
 """The compiled backend: a thin adapter from the kernel contract to fastlstm._cy.lstm_cpu.
 
-It packs the weights once per weights (the API caches them through pack_weights), keeps
+It chooses the kernels' instruction-set variant when it loads (the best this CPU runs, or
+the one FASTLSTM_ISA names), packs the weights once per weights (the API caches them through pack_weights), keeps
 the kernels' scratch per Python thread (up to SCRATCH_BUDGET bytes, reused by any call
 that fits), hands the packed-sequence layout (sequences.PackedSequences) to the kernels
 as it is, and picks the work split:
@@ -10,6 +11,7 @@ as it is, and picks the work split:
   "batch"  rows are split as well, for when there are fewer unit blocks than threads.
 """
 import contextlib
+import os
 import threading
 
 import numpy as np
@@ -23,9 +25,48 @@ NAME = "cython"
 _k = load_extension("lstm_cpu")
 if _k is None:  # the registry only imports this module when the extension exists
     raise ImportError("fastlstm._cy.lstm_cpu is not built")
-VECTOR_BYTES = _k.vector_bytes()
 _blas_guard = pin_scipy_blas()  # None when scipy's BLAS is pinned for good
 INT32_MAX = 2 ** 31 - 1
+
+# {"name", "vector_bytes", "rows", "gate_group", "runs_here"} per variant, best first
+VARIANTS = {v["name"]: v for v in _k.variants()}
+ISA_ENV = "FASTLSTM_ISA"
+
+
+def runnable_isas():
+    """The variants this CPU can run, best first."""
+    return [name for name, v in VARIANTS.items() if v["runs_here"]]
+
+
+def select_isa(name=None):
+    """Make variant `name` (None: the best this CPU runs) the one new weights are packed
+    for; weights packed before keep the variant they were packed for. Returns the name.
+
+    Raises ValueError, saying what this CPU can run, for a variant the build does not
+    have or the CPU cannot run.
+    """
+    global ISA
+    runnable = runnable_isas()
+    if name is None:
+        ISA = runnable[0]
+        return ISA
+    if name not in VARIANTS:
+        why = f"this build has no {name!r} kernels (built: {', '.join(VARIANTS)})"
+    elif name not in runnable:
+        why = f"this CPU cannot run the {name} kernels"
+    else:
+        ISA = name
+        return ISA
+    raise ValueError(f"{why}; it can run: {', '.join(runnable)}")
+
+
+ISA = None
+FORCED = os.environ.get(ISA_ENV, "").strip().lower() or None
+try:
+    select_isa(FORCED)
+except ValueError as exc:  # not an ImportError: "auto" must not quietly pass it by
+    raise ValueError(f"{ISA_ENV}={FORCED}: {exc}. Unset {ISA_ENV} to choose "
+                     "automatically.") from None
 
 # Tests set this to "units" or "batch" to run one path whatever the shape.
 FORCE_PATH = None
@@ -45,13 +86,13 @@ def _aligned(a):
     return out
 
 
-def _unit_blocks(w, H, vl):
-    """[4H, K] gate rows -> [NUB, K, 4, VL]: per block of vl hidden units, for every k the
-    four gates' weights side by side (units past H are zero)."""
+def _unit_blocks(w, H, vl, gp):
+    """[4H, K] gate rows -> [NUB, 4/gp, K, gp, VL]: per block of vl hidden units and pass
+    of gp gates, for every k those gates' weights side by side (units past H are zero)."""
     nub, K = -(-H // vl), w.shape[1]
     padded = np.zeros((4, nub * vl, K), w.dtype)
     padded[:, :H] = w.reshape(4, H, K)
-    return _aligned(padded.reshape(4, nub, vl, K).transpose(1, 3, 0, 2))
+    return _aligned(padded.reshape(4 // gp, gp, nub, vl, K).transpose(2, 0, 4, 1, 3))
 
 
 _wb_lock = threading.Lock()
@@ -64,13 +105,16 @@ class Packed:
 
     def __init__(self, w_ih, w_hh, b):
         H = w_hh.shape[1]
-        self.vl = VECTOR_BYTES // w_hh.itemsize
+        self.isa = ISA
+        variant = VARIANTS[self.isa]
+        self.vl = variant["vector_bytes"] // w_hh.itemsize
+        gp = variant["gate_group"]
         self.w_hh = w_hh
         bias = np.zeros((4, -(-H // self.vl) * self.vl), w_hh.dtype)
         bias[:, :H] = b.reshape(4, H)
         bf = _aligned(bias.reshape(4, -1, self.vl).transpose(1, 0, 2))
-        self.k = _k.PackedWeights(w_ih, _unit_blocks(w_ih, H, self.vl),
-                                  _unit_blocks(w_hh, H, self.vl), bf, H)
+        self.k = _k.PackedWeights(w_ih, _unit_blocks(w_ih, H, self.vl, gp),
+                                  _unit_blocks(w_hh, H, self.vl, gp), bf, H, self.isa)
 
     def for_backward(self):
         if self.k.wb is None:

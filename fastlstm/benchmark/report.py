@@ -105,8 +105,11 @@ def auto_sentence(machine):
     first, rest = order[0], order[1:]
     if first == "cython":
         ext = machine["extension"]
+        isa = ext.get("isa") or {}
         how = ["OpenMP" if ext.get("openmp") else "without OpenMP: one core",
-               "-march=native" if ext.get("native") else "portable: no -march=native"]
+               f"{isa['chosen']} kernels" + (" (forced by FASTLSTM_ISA)" if isa.get("forced")
+                                             else "") if isa.get("chosen")
+               else "kernel variant unknown"]
         if ext.get("debug"):
             how.append("a debug build: index checks on, slower")
         why = f"the compiled extension is built here ({', '.join(how)})"
