@@ -476,23 +476,29 @@ class LSTM:
         plan, x, h0, c0 = self._plan(x, hx, lengths)
         w = self._w  # one version of the weights for the whole call
         LD, H = self.num_layers * self.num_directions, self.hidden_size
+        state = self._train_state()
+        # This thread's last tape dies with this call: in training its arrays are reused
+        # (tens of MB at large sizes, freshly faulted in otherwise). Dropped first, so a
+        # call that fails half way never leaves a half-overwritten tape for backward.
+        old, state.tape, state.last_forward = state.tape, None, "failed"
+        spare = old.tapes() if plan.train and old is not None else {}
         hc = np.empty((2, LD, plan.B, H), self.dtype)
-        y, records, masks = self._run_layers(w, plan, x, h0, c0, hc[0], hc[1])
+        y, records, masks = self._run_layers(w, plan, x, h0, c0, hc[0], hc[1], spare)
         h_n, c_n = hc[0], hc[1]
         if plan.unbatched:
             y, h_n, c_n = y[:, 0], h_n[:, 0], c_n[:, 0]
         elif plan.batch_first:
             y = np.ascontiguousarray(y.transpose(1, 0, 2))
-        state = self._train_state()
         state.tape = (_ForwardTape(w, plan, records, masks, y.shape, h_n.shape)
                       if plan.train else None)
         state.last_forward = "train" if plan.train else "eval"
         return y, (h_n, c_n)
 
-    def _run_layers(self, w, plan, x, h0, c0, h_n, c_n):
+    def _run_layers(self, w, plan, x, h0, c0, h_n, c_n, spare=None):
         """The layer loop, for training and inference: every layer and direction on the
         kernels. Returns the last layer's output (T, B, D*H) and, in training, each
-        layer-direction's record and the dropout masks."""
+        layer-direction's record and the dropout masks. `spare`: {idx: Tape} no longer
+        needed, whose arrays are reused when their shapes fit."""
         D, H = self.num_directions, self.hidden_size
         shape = (plan.T, plan.B, H)
         records = [] if plan.train else None
@@ -504,7 +510,11 @@ class LSTM:
                 idx = k * D + d
                 xin = layer_in if d == 0 else plan.rev(layer_in)
                 y = np.empty(shape, self.dtype)
-                tape = Tape.empty(plan.T, plan.B, H, self.dtype) if plan.train else None
+                tape = None
+                if plan.train:
+                    tape = spare.get(idx) if spare else None
+                    if tape is None or tape.h.shape != (plan.T + 1, plan.B, H):
+                        tape = Tape.empty(plan.T, plan.B, H, self.dtype)
                 w_ih, w_hh, b = w.layer(idx)
                 kernel, packed = self._run_forward(w, idx, xin, w_ih, w_hh, b, h0[idx],
                                                    c0[idx], plan.seq, y, h_n[idx], c_n[idx],
@@ -571,8 +581,9 @@ class LSTM:
         state = self._train_state()
         tape = state.tape
         if tape is None:
-            why = ("the last forward() ran in eval mode, which keeps no tape"
-                   if state.last_forward == "eval" else "no forward() has run yet")
+            why = {"eval": "the last forward() ran in eval mode, which keeps no tape",
+                   "failed": "the last forward() raised an error"}.get(
+                       state.last_forward, "no forward() has run yet")
             raise RuntimeError(f"backward() needs a forward() in training mode first: {why} "
                                "(in this thread: each thread's backward pairs with its own "
                                "forward). Call model.train() and run forward() again.")
@@ -646,7 +657,7 @@ class _TrainState:
 
     def __init__(self, size, shapes, dtype):
         self.tape = None
-        self.last_forward = None  # "train" / "eval" / None, for backward's error message
+        self.last_forward = None  # "train" / "eval" / "failed" / None, for backward's error
         self.flat_grads = np.zeros(size, dtype)
         self.grads = flat_views(self.flat_grads, shapes)
 
@@ -760,6 +771,10 @@ class _ForwardTape:
         self.masks = masks      # dropout masks applied to each layer's output but the last
         self.y_shape = y_shape
         self.state_shape = state_shape
+
+    def tapes(self):
+        """{layer*direction: its kernel Tape}, for the next forward to reuse."""
+        return {idx: record[2] for idx, record in enumerate(self.records)}
 
 
 class _Reverser:

@@ -241,3 +241,49 @@ def test_nan_in_padding_is_ignored(backend, batch_first):
     for a, b in zip(*results):
         assert np.all(np.isfinite(b))
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba", "numpy"])
+def test_training_forward_reuses_the_last_tape_and_stays_right(backend):
+    """A training forward writes over its thread's last tape (no fresh tens of MB per
+    call): the gradients after two calls equal a fresh model's after one."""
+    require_backend(backend)
+    m = fastlstm.LSTM(3, 5, num_layers=2, backend=backend, seed=1)
+    rng = np.random.default_rng(2)
+    x1, x2 = (rng.standard_normal((6, 2, 3)).astype(np.float32) for _ in range(2))
+    dy = rng.standard_normal((6, 2, 5)).astype(np.float32)
+    m(x1)
+    first = m._train_state().tape.tapes()
+    m(x2)
+    again = m._train_state().tape.tapes()
+    assert all(again[i] is first[i] for i in first)  # reused, not reallocated
+    dx, _ = m.backward(dy)
+    fresh = fastlstm.LSTM(3, 5, num_layers=2, backend=backend, seed=1)
+    fresh(x2)
+    dx_fresh, _ = fresh.backward(dy)
+    np.testing.assert_array_equal(dx, dx_fresh)
+    for name, g in fresh.grads.items():
+        np.testing.assert_array_equal(m.grads[name], g, err_msg=name)
+    m(rng.standard_normal((4, 2, 3)).astype(np.float32))  # another shape: new arrays
+    assert m._train_state().tape.tapes()[0].h.shape == (5, 2, 5)
+
+
+def test_forward_that_fails_half_way_leaves_no_tape(monkeypatch):
+    """The tape is dropped before its arrays are reused: a forward that raises in its
+    second layer must not leave backward a half-overwritten tape."""
+    from fastlstm.backends import reference
+    m = fastlstm.LSTM(3, 4, num_layers=2, backend="numpy", seed=1)
+    x = np.ones((5, 1, 3), np.float32)
+    m(x)
+    real, calls = reference.forward_layer, []
+
+    def second_layer_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("kernel failed")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(reference, "forward_layer", second_layer_fails)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        m(x)
+    with pytest.raises(RuntimeError, match="the last forward\\(\\) raised an error"):
+        m.backward(np.ones((5, 1, 4), np.float32))
