@@ -79,6 +79,11 @@ def build_parser():
     bench.add_argument("--no-first-call", action="store_true",
                        help="skip timing the first call (compile, then cached) of JIT "
                             "backends in fresh processes")
+    bench.add_argument("--isa", metavar="NAME", type=str.lower,
+                       help="force the compiled kernels' variant (avx512, avx2, baseline or "
+                            "neon: one this CPU runs) and, for avx2 and baseline, hold "
+                            "OpenBLAS, numba and torch to the same instruction sets, in a "
+                            "child process: compares the variants on one machine")
     bench.add_argument("--scaling", action="store_true",
                        help="instead: time against threads (1..cores, on --configs) and "
                             "against B, T, H")
@@ -114,14 +119,23 @@ def _check_outputs(args, parser):
             parser.error(f"cannot write {path}: folder {folder} does not exist")
 
 
-def cmd_bench(args, parser):
+def cmd_bench(args, parser, argv):
+    from .benchmark import isa
+    _check_outputs(args, parser)
+    if args.isa:
+        why = isa.check(args.isa)
+        if why:
+            parser.error(f"argument --isa: {why}")
+        if not isa.in_place(args.isa):
+            return isa.run_in_child(args.isa, argv, _progress)
+        from .backends import cython_cpu
+        cython_cpu.select_isa(args.isa)  # as loading it with FASTLSTM_ISA set chose already
     from ._version import __version__
     from .benchmark import report
     from .benchmark.peers import peer_version
     from .benchmark.suite import CheckFailed, run_suite
     from .info import collect_info
     from .threads import default_num_threads, get_num_threads, set_num_threads
-    _check_outputs(args, parser)
     args.configs_given = args.configs is not None
     from .benchmark.configs import CONFIGS
     args.configs = args.configs or list(CONFIGS)
@@ -135,7 +149,8 @@ def cmd_bench(args, parser):
         configs = args.configs if args.configs_given else ["mid", "large"]
         rows = run_scaling(args.backends, repeat, default_num_threads(), configs, progress)
         print(format_scaling(rows))
-        _write_json(args.json, {"machine": collect_info(), "repeat": repeat, "scaling": rows})
+        _write_json(args.json, {"machine": collect_info(), "isa": isa.record(),
+                                "repeat": repeat, "scaling": rows})
         return 0
     peers = _peers(args.compare)
     try:
@@ -146,13 +161,17 @@ def cmd_bench(args, parser):
         print(f"fastlstm bench: {exc}", file=sys.stderr)
         return 1
     info = collect_info()
+    isas = isa.record()
     versions = {p: peer_version(p) for p in result["peers"]}
     header = (f"fastlstm {__version__} bench: float32, {threads} threads, median of {repeat} "
               f"interleaved runs; {info['cpu']}; float32 GEMM peak "
               f"{result['gemm_peak_gflops']:.0f} GFLOP/s"
               + "".join(f"; {p} {v}" for p, v in versions.items()))
+    held_back = isa.describe(isas)
+    if held_back:
+        header += "\n" + held_back
     print(report.format_report(result, header, info))
-    _write_json(args.json, {"machine": info, "versions": versions, **result})
+    _write_json(args.json, {"machine": info, "isa": isas, "versions": versions, **result})
     if args.plot:
         report.plot_ratios(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -183,7 +202,8 @@ def main(argv=None):
     -------
     int
         The exit status: 0 on success, 1 when the benchmark found an implementation
-        that disagrees with the NumPy reference.
+        that disagrees with the NumPy reference (with ``bench --isa``, the child
+        process's status).
 
     Raises
     ------
@@ -192,10 +212,11 @@ def main(argv=None):
         with a message on stderr), as argparse does.
     """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command == "info":
         return cmd_info(args)
-    return cmd_bench(args, parser)
+    return cmd_bench(args, parser, argv)
 
 
 if __name__ == "__main__":

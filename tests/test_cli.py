@@ -136,3 +136,76 @@ def test_scaling(capsys, monkeypatch):
     assert ("B", "4") in varied and ("H", "8") in varied
     h8 = next(row for row in lines if row[1:3] == ["H", "8"])
     assert float(h8[-1]) == pytest.approx(8 * (3 + 8) / (4 * (3 + 4)), rel=1e-2)  # FLOPs ~ H(I+H)
+
+
+def test_bench_isa_refuses_a_variant_that_cannot_run(capsys):
+    from fastlstm.backends import backend_status
+    if backend_status()["cython"]:
+        expected = "argument --isa: needs the compiled extension"
+    else:
+        from fastlstm.backends import cython_cpu
+        expected = (f"argument --isa: this build has no 'bogus' kernels (built: "
+                    f"{', '.join(cython_cpu.VARIANTS)}); this CPU can run: "
+                    f"{', '.join(cython_cpu.runnable_isas())}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--isa", "bogus", "--configs", "seed"])
+    assert exit_info.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def _bench_json(run, path):
+    assert run.returncode == 0, f"exit status {run.returncode}\n{run.stderr[-3000:]}"
+    return json.loads(path.read_text())
+
+
+def test_bench_isa_runs_a_child_with_the_variant_and_the_restrictions(tmp_path):
+    from conftest import require_backend
+    require_backend("cython")
+    from fastlstm.backends import cython_cpu
+    from fastlstm.benchmark.isa import environment, shell_text
+    lowest = cython_cpu.runnable_isas()[-1]  # baseline on x86-64
+    env = environment(lowest)
+    path = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "fastlstm", "bench", "--isa", lowest.upper(),
+                          "--quick", "--configs", "seed", "--compare", "none", "--backends",
+                          "cython", "--no-first-call", "--threads", "1", "--json", str(path)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    data = _bench_json(run, path)
+    assert f"running in a child process with {shell_text(env)}" in run.stderr
+    assert data["isa"]["kernels"] == lowest and data["isa"]["forced"] == lowest
+    assert data["isa"]["environment"] == env
+    assert data["machine"]["extension"]["isa"]["chosen"] == lowest
+    assert {r["impl"] for r in data["rows"]} == {"fastlstm[numpy]", "fastlstm[cython]"}
+    assert f"fastlstm's kernels {lowest} (forced by FASTLSTM_ISA={lowest})" in run.stdout
+    if "OPENBLAS_CORETYPE" in env:  # OpenBLAS took the name (it ignores one it does not know)
+        arch = {b.get("architecture") for b in data["machine"]["blas"]
+                if b.get("internal_api") == "openblas"}
+        assert arch <= {env["OPENBLAS_CORETYPE"]}
+
+
+def test_bench_isa_runs_in_this_process_when_its_environment_is_set(monkeypatch, tmp_path,
+                                                                      capsys):
+    from conftest import require_backend
+    require_backend("cython")
+    from fastlstm.backends import cython_cpu
+    from fastlstm.benchmark import isa
+    runnable = cython_cpu.runnable_isas()
+    if len(runnable) < 2:
+        pytest.skip(f"this CPU runs one variant only ({runnable[0]})")
+
+    def no_child(*args):
+        raise AssertionError("ran a child process")
+    monkeypatch.setattr(isa, "run_in_child", no_child)
+    for k, v in isa.environment(runnable[1]).items():
+        monkeypatch.setenv(k, v)
+    before, path = cython_cpu.ISA, tmp_path / "bench.json"
+    try:
+        assert main(["bench", "--isa", runnable[1], "--quick", "--configs", "seed",
+                     "--compare", "none", "--backends", "cython", "--no-first-call",
+                     "--json", str(path)]) == 0
+    finally:
+        cython_cpu.select_isa(before)
+    data = json.loads(path.read_text())
+    assert data["isa"]["kernels"] == runnable[1]
+    assert data["isa"]["environment"] == isa.environment(runnable[1])
+    assert "running in a child process" not in capsys.readouterr().err

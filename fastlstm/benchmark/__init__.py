@@ -8,4 +8,5 @@ peers.py     PyTorch and ONNX Runtime runners (optional, imported only when aske
 suite.py     checks every implementation against the reference, then times them
 report.py    tables, JSON, plot
 scaling.py   time against threads and against B, T, H
+isa.py       --isa: one kernel variant, the other libraries held to its instruction sets
 """
