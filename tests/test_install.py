@@ -218,3 +218,26 @@ def test_uninstall_leaves_nothing_of_fastlstm_after_both_backends_ran(wheel, tmp
     assert not left, f"left in site-packages after pip uninstall: {left}"
     assert not list(venv.scripts.glob("fastlstm*"))
     check_cache_is_the_users(out, env)  # still there: the user's cache is the user's to clear
+
+
+def test_sdist_has_every_compiled_source(tmp_path):
+    """pip builds from the sdist wherever no wheel fits the machine: it must carry the
+    .pyx files, headers and kernel variants (setuptools alone lists only generated C)."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs the git checkout")
+    tracked = subprocess.run(["git", "ls-files", "src_cython"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    tree = tmp_path / "tree"
+    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.split():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tree / name)
+    env = {**os.environ, "FASTLSTM_NO_EXTENSION": "1"}  # listing files needs no compiler
+    run = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)],
+                         cwd=tree, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    import tarfile
+    (sdist,) = tmp_path.glob("fastlstm-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        inside = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert tracked and not set(tracked) - inside, sorted(set(tracked) - inside)
