@@ -82,9 +82,11 @@ assert main(["info"]) == 0
 
 
 def _copy_source(dest):
-    for name in ("setup.py", "pyproject.toml", "README.md"):
+    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(ROOT / name, dest / name)
-    ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__")
+    # build outputs stay behind (Cython's generated C is in build/, never in these folders;
+    # src_cython/variants/*.c are sources)
+    ignore = shutil.ignore_patterns("*.so", "__pycache__")
     for name in ("fastlstm", "src_cython"):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
 
