@@ -25,22 +25,25 @@
  * lanes, NUB = ceil(H/VL) unit blocks. Packed layouts (built by the adapter, once per weights):
  *   wfi [NUB][4/GP][I][GP][VL] forward: wfi[u][p][k][j][l] = W_ih[(p*GP + j)*H + u*VL + l][k]
  *   wf [NUB][4/GP][H][GP][VL]  forward: wf[u][p][k][j][l] = W_hh[(p*GP + j)*H + u*VL + l][k]
- *                        (0 past H; GP = FL_GP, 4 or 2 gates per group)
+ *                        (0 past H; GP = FL_GP: 4, 2 or 1 gates per group)
  *   bf [NUB][4][VL]     forward:  bf[u][g][l]    = b[g*H + u*VL + l]
  *   wb [NUB][G][VL]     backward: wb[u][k][l]    = W_hh[k][u*VL + l]
  */
 #ifndef FASTLSTM_LSTM_CPU_H
 #define FASTLSTM_LSTM_CPU_H
 
-#if !defined(FL_VBYTES) || !defined(FL_MAX_ROWS) || FL_MAX_ROWS < 1 || FL_MAX_ROWS > 6
-#error "a variant defines FL_VBYTES and FL_MAX_ROWS (1..6) before including lstm_cpu.h"
+#if !defined(FL_VBYTES) || !defined(FL_MAX_ROWS) || FL_MAX_ROWS < 1 || FL_MAX_ROWS > 12
+#error "a variant defines FL_VBYTES and FL_MAX_ROWS (1..12) before including lstm_cpu.h"
 #endif
 #ifndef FL_MAX_ACC
 #error "a variant defines FL_MAX_ACC, the vector accumulators that fit its registers"
 #endif
-/* Gates per group in the forward layouts: a full row block accumulates 4 gates at once
- * when its 4 * FL_MAX_ROWS sums fit FL_MAX_ACC registers, else 2 gates per pass. */
-#define FL_GP (4 * FL_MAX_ROWS <= FL_MAX_ACC ? 4 : 2)
+/* Sums per row a block of MB rows keeps in registers: 4 (every gate, or every unit block
+ * of a group in backward) when 4 * MB fit FL_MAX_ACC, else 2, else 1: one pass over the
+ * weights per group of that many gates. */
+#define FL_SUMS_PER_ROW(MB) (4 * (MB) <= FL_MAX_ACC ? 4 : 2 * (MB) <= FL_MAX_ACC ? 2 : 1)
+/* Gates per group in the forward layouts: those of a full row block's pass */
+#define FL_GP FL_SUMS_PER_ROW(FL_MAX_ROWS)
 
 #include "kernels.h"
 #include <stddef.h>

@@ -2,7 +2,8 @@
 # variant per instruction set (kernels.h); the packed weights say which variant runs.
 #
 # Forward:  the recurrence, x_t W_ih^T + h_{t-1} W_hh^T fused into each step's register
-#           block (faster here than hoisting x W_ih^T into one GEMM: see lstm_cpu_impl.h).
+#           block, or hoisted into one GEMM before the loop when the workspace has xw
+#           (the adapter decides: cython_cpu.hoists_input).
 # Backward: the fused reverse recurrence writes dz for every step, then three GEMMs:
 #           dx = dz W_ih, dW_ih = dz^T x, dW_hh = dz^T h_{t-1}; db = column sums of dz.
 # With lengths, the real (step, row) pairs are packed time-major, longest rows first
@@ -30,24 +31,27 @@ cdef extern from "dispatch.h" nogil:
     ctypedef void (*fl_forward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                          const int *perm, const float *xr, const float *wfi, const float *wf,
                          const float *bf, float *hbuf, float *cbuf, float *y, float *gates,
-                         float *tc, float *th, int tu, int nthreads) noexcept nogil
+                         float *tc, float *th, const float *w_ih, fl_gemm_f32 gemm, float *xw,
+                         int tu, int nthreads) noexcept nogil
     ctypedef void (*fl_forward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                          const int *perm, const double *xr, const double *wfi,
                          const double *wf, const double *bf, double *hbuf, double *cbuf,
-                         double *y, double *gates, double *tc, double *th, int tu,
+                         double *y, double *gates, double *tc, double *th,
+                         const double *w_ih, fl_gemm_f64 gemm, double *xw, int tu,
                          int nthreads) noexcept nogil
     ctypedef void (*fl_backward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                           const int *perm, const float *wb, const float *gates,
                           const float *tc, const float *dy, float *dh, float *dc, float *dz,
                           const float *xr, const float *hr, const float *w_ih,
                           fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh, float *db,
-                          int tu, int nthreads) noexcept nogil
+                          const float *w_hh, int tu, int nthreads) noexcept nogil
     ctypedef void (*fl_backward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                           const int *perm, const double *wb, const double *gates,
                           const double *tc, const double *dy, double *dh, double *dc,
                           double *dz, const double *xr, const double *hr,
                           const double *w_ih, fl_gemm_f64 gemm, double *dxr, double *dw_ih,
-                          double *dw_hh, double *db, int tu, int nthreads) noexcept nogil
+                          double *dw_hh, double *db, const double *w_hh, int tu,
+                          int nthreads) noexcept nogil
     ctypedef struct fl_kernels:
         const char *name
         int vbytes
@@ -126,22 +130,26 @@ cdef class PackedWeights:
     that variant's layouts, and its kernels run every call made with them. Sizes are
     checked here, once.
     """
-    cdef readonly object w_ih, wfi, wf, bf, wb
+    cdef readonly object w_ih, w_hh, wfi, wf, bf, wb
     cdef readonly int n_in, H, nub, itemsize
     cdef const fl_kernels *k
     cdef void *p_w_ih
+    cdef void *p_w_hh
     cdef void *p_wfi
     cdef void *p_wf
     cdef void *p_bf
     cdef void *p_wb
 
-    def __init__(self, w_ih, wfi, wf, bf, int H, str isa):
+    def __init__(self, w_ih, wfi, wf, bf, int H, str isa, w_hh=None):
         self.k = _variant(isa)
         self.itemsize = w_ih.dtype.itemsize
         cdef Py_ssize_t vl = self.k.vbytes // self.itemsize
         self.H, self.n_in = H, w_ih.shape[1]
         self.nub = (H + vl - 1) // vl
         self.p_w_ih = _data(w_ih, 4 * H * self.n_in, self.itemsize, "w_ih")
+        if w_hh is not None:  # as it is, for backward's per-step GEMMs (gemm_steps)
+            self.p_w_hh = _data(w_hh, 4 * H * H, self.itemsize, "w_hh")
+            self.w_hh = w_hh
         self.p_wfi = _data(wfi, self.nub * self.n_in * 4 * vl, self.itemsize, "wfi")
         self.p_wf = _data(wf, self.nub * H * 4 * vl, self.itemsize, "wf")
         self.p_bf = _data(bf, self.nub * 4 * vl, self.itemsize, "bf")
@@ -161,11 +169,14 @@ cdef class PackedWeights:
         self.wb = wb
 
 
-def _regions(int T, int B, int I, int H, Py_ssize_t M, bint packed_rows, bint backward):
+def _regions(int T, int B, int I, int H, Py_ssize_t M, bint packed_rows, bint backward,
+             bint hoist):
     """(name, shape) of every scratch array of one call, forward's first."""
     out = [("hbuf", (2, B, H)), ("cbuf", (B, H))]
     if packed_rows:
         out.append(("xp", (M, I)))
+    if hoist:
+        out.append(("xw", (M, 4 * H)))
     if backward:
         out.append(("dz", (M, 4 * H)))
         if packed_rows:
@@ -182,7 +193,9 @@ cdef class Workspace:
     caller owns (and may reuse for any call that fits: see nbytes), or from its own.
 
     hbuf [2][B][H] holds the previous and current h (backward: dh in hbuf[0]); cbuf [B][H]
-    c (backward: dc); with lengths, xp [M][I] packed x rows. What only backward needs is
+    c (backward: dc); with lengths, xp [M][I] packed x rows; with hoist=True, xw [M][G]
+    for the input projection of every step, computed before the time loop by one GEMM
+    (the kernels then skip the x terms in their steps). What only backward needs is
     there with backward=True (or added by for_backward()), so inference never allocates
     it: dz [M][G] gate gradients and, with lengths, dxp [M][I] and hp [M][H].
     """
@@ -193,26 +206,27 @@ cdef class Workspace:
     cdef void *hbuf
     cdef void *cbuf
     cdef void *xp
+    cdef void *xw
     cdef void *dz
     cdef void *dxp
     cdef void *hp
 
     @staticmethod
     def nbytes(dtype, int T, int B, int I, int H, Py_ssize_t M, bint packed_rows,
-               bint backward=False):
+               bint backward=False, bint hoist=False):
         """Bytes of buffer a Workspace of this shape needs (64 for alignment included)."""
         cdef Py_ssize_t n = 64, itemsize = np.dtype(dtype).itemsize
-        for _, shape in _regions(T, B, I, H, M, packed_rows, backward):
+        for _, shape in _regions(T, B, I, H, M, packed_rows, backward, hoist):
             n += _round64(itemsize * int(np.prod(shape)))
         return n
 
     def __init__(self, dtype, int T, int B, int I, int H, Py_ssize_t M, bint packed_rows,
-                 bint backward=False, buf=None):
+                 bint backward=False, buf=None, bint hoist=False):
         self.T, self.B, self.n_in, self.H, self.M = T, B, I, H, M
         self.itemsize = np.dtype(dtype).itemsize
         self.packed_rows = packed_rows
         self.arrays = {}
-        need = Workspace.nbytes(dtype, T, B, I, H, M, packed_rows, backward)
+        need = Workspace.nbytes(dtype, T, B, I, H, M, packed_rows, backward, hoist)
         if buf is None:
             buf = np.empty(need, np.uint8)
         elif (not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1
@@ -222,7 +236,7 @@ cdef class Workspace:
         self.arrays["buffer"] = buf
         cdef Py_ssize_t at = (-buf.ctypes.data) % 64
         cdef void *p
-        for name, shape in _regions(T, B, I, H, M, packed_rows, backward):
+        for name, shape in _regions(T, B, I, H, M, packed_rows, backward, hoist):
             n = self.itemsize * int(np.prod(shape))
             a = self.arrays[name] = buf[at:at + n].view(dtype).reshape(shape)
             at += _round64(n)
@@ -233,6 +247,8 @@ cdef class Workspace:
                 self.cbuf = p
             elif name == "xp":
                 self.xp = p
+            elif name == "xw":
+                self.xw = p
             elif name == "dz":
                 self.dz = p
             elif name == "dxp":
@@ -333,11 +349,13 @@ def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
         if floating is float:
             pw.k.forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, <float *>pw.p_wfi,
                              <float *>pw.p_wf, <float *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
-                             gates_p, tc_p, th_p, tu, nthreads)
+                             gates_p, tc_p, th_p, <float *>pw.p_w_ih, sgemm,
+                             <float *>ws.xw, tu, nthreads)
         else:
             pw.k.forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, <double *>pw.p_wfi,
                              <double *>pw.p_wf, <double *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
-                             gates_p, tc_p, th_p, tu, nthreads)
+                             gates_p, tc_p, th_p, <double *>pw.p_w_ih, dgemm,
+                             <double *>ws.xw, tu, nthreads)
         for r in range(B):  # a row's last h is in the buffer its last step wrote
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&h_n[o, 0], hbuf + ((steps_p[r] if perm_p != NULL else T) & 1) * B * H + r * H,
@@ -351,8 +369,10 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
              const floating[:, ::1] dc_n, seq, floating[:, :, ::1] dx,
              floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
              floating[:, ::1] dh0, floating[:, ::1] dc0, PackedWeights pw, Workspace ws,
-             int tu, int nthreads):
-    """One layer backward, from the forward's tape. seq: the PackedSequences of (T, B)."""
+             int tu, int nthreads, bint gemm_steps=False):
+    """One layer backward, from the forward's tape. seq: the PackedSequences of (T, B).
+    gemm_steps: each step's dh = dz W_hh through BLAS (needs pw made with w_hh) instead of
+    the register-blocked kernel."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh_n.shape[1], G = 4 * H
     cdef int r, o
     cdef const int *bs_p
@@ -367,6 +387,9 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
     _check_call(pw, ws, seq, T, B, I, H, sizeof(floating))
     if pw.p_wb == NULL or ws.dz == NULL:
         raise ValueError("lstm_cpu.backward: needs pw.set_wb() and ws.for_backward() first")
+    if gemm_steps and pw.p_w_hh == NULL:
+        raise ValueError("lstm_cpu.backward: gemm_steps needs packed weights made with w_hh")
+    cdef const void *w_hh_p = pw.p_w_hh if gemm_steps else NULL
     if (gates.shape[0] != T or gates.shape[1] != B or gates.shape[2] != G
             or tc.shape[0] != T + 1 or tc.shape[1] != B or tc.shape[2] != H
             or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H
@@ -392,12 +415,14 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
             pw.k.backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <float *>ws.dz, xs, hs, <float *>pw.p_w_ih, sgemm, dxs,
-                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], <const float *>w_hh_p, tu,
+                              nthreads)
         else:
             pw.k.backward_f64(T, B, I, H, bs_p, off_p, perm_p, <double *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <double *>ws.dz, xs, hs, <double *>pw.p_w_ih, dgemm, dxs,
-                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], <const double *>w_hh_p,
+                              tu, nthreads)
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&dh0[o, 0], dh + r * H, H * sizeof(floating))

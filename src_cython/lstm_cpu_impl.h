@@ -93,6 +93,7 @@ static inline void SUF(gemm_rm)(SUF(gemm_fn) gemm, char ta, char tb, int m, int 
 typedef struct {
     int T, B, H, tu, NI;
     const R *xr;          /* [M][NI] x rows in packed order */
+    const R *xw;          /* [M][G] x W_ih^T of those rows, or NULL: fused into each step */
     const R *wfi;         /* packed W_ih, laid out like wf */
     const int *bs;        /* [T] active rows at each step, or NULL: all B */
     const ptrdiff_t *off; /* [T+1] packed row of step t's first row, or NULL: t*B */
@@ -122,27 +123,32 @@ FL_INLINE void SUF(fwd_terms)(V acc[][4], const R *src, size_t ld, const int MB,
 }
 
 /* MB sorted rows starting at r, all active at step t, unit block ub: z = x W_ih^T +
- * h W_hh^T + b accumulated in registers (all four gates in one pass over the weights when
- * their 4*MB sums fit FL_MAX_ACC registers, else two gates per pass), then the gate math,
+ * h W_hh^T + b accumulated in registers (FL_SUMS_PER_ROW(MB) gates per pass over the
+ * weights: all four when their 4*MB sums fit FL_MAX_ACC registers), then the gate math,
  * the state update and every store. x W_ih^T is fused here, not hoisted into one GEMM over
  * all steps: writing the projection out and reading it back each step costs more than the
  * GEMM saves (7-15% of the forward at mid and large sizes, AVX-512). */
 FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB, int ub,
                               const R *hp, R *hn) {
     const int H = a->H, G = 4 * H, B = a->B, NI = a->NI;
-    const int NG = 4 * MB <= FL_MAX_ACC ? 4 : 2;
+    const int NG = FL_SUMS_PER_ROW(MB);
     const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * B;
     V acc[FL_MAX_ROWS][4];
     for (int m = 0; m < MB; m++)
         for (int g = 0; g < 4; g++) acc[m][g] = SUF(vset1)(0);
+    const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
+    if (a->xw) /* the input projection, computed for every step before the loop */
+        for (int m = 0; m < MB; m++)
+            for (int g = 0; g < 4; g++)
+                acc[m][g] = SUF(vload_n)(a->xw + (size_t)(off + r + m) * G + g * H + u0, nu);
 #pragma GCC unroll 4
     for (int g0 = 0; g0 < 4; g0 += NG) {
-        SUF(fwd_terms)(acc, a->xr + (size_t)(off + r) * NI, NI, MB,
-                       a->wfi + (size_t)ub * NI * 4 * VL, NI, g0, NG);
+        if (!a->xw)
+            SUF(fwd_terms)(acc, a->xr + (size_t)(off + r) * NI, NI, MB,
+                           a->wfi + (size_t)ub * NI * 4 * VL, NI, g0, NG);
         SUF(fwd_terms)(acc, hp + (size_t)r * H, H, MB, a->wf + (size_t)ub * H * 4 * VL, H, g0,
                        NG);
     }
-    const int u0 = ub * VL, nu = H - u0 < VL ? H - u0 : VL;
     const R *bb = a->bf + (size_t)ub * 4 * VL;
     for (int m = 0; m < MB; m++) {
         const int row = r + m, orig = a->perm ? a->perm[row] : row;
@@ -179,6 +185,24 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
         for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS)
             SUF(fwd_block)(a, t, r, FL_MAX_ROWS, ub, hp, hn);
         switch (r1 - r) { /* the rest, with the block height fixed at compile time */
+#if FL_MAX_ROWS > 11
+        case 11: SUF(fwd_block)(a, t, r, 11, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 10
+        case 10: SUF(fwd_block)(a, t, r, 10, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 9
+        case 9: SUF(fwd_block)(a, t, r, 9, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 8
+        case 8: SUF(fwd_block)(a, t, r, 8, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 7
+        case 7: SUF(fwd_block)(a, t, r, 7, ub, hp, hn); break;
+#endif
+#if FL_MAX_ROWS > 6
+        case 6: SUF(fwd_block)(a, t, r, 6, ub, hp, hn); break;
+#endif
 #if FL_MAX_ROWS > 5
         case 5: SUF(fwd_block)(a, t, r, 5, ub, hp, hn); break;
 #endif
@@ -205,17 +229,26 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
     }
 }
 
+/* xw: NULL (x W_ih^T fused into each step's block) or [M][G] scratch, filled here first
+ * by one GEMM per thread over its slice of the rows (w_ih [G][NI], gemm: BLAS) */
 static void SUF(lstm_forward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                               const int *perm, const R *xr, const R *wfi, const R *wf,
                               const R *bf, R *hbuf, R *cbuf, R *y, R *gates, R *tc, R *th,
-                              int tu, int nthreads) {
-    const SUF(fwd_args) a = {T, B, H, tu, NI, xr, wfi, bs, off, perm, wf, bf,
+                              const R *w_ih, SUF(gemm_fn) gemm, R *xw, int tu, int nthreads) {
+    const SUF(fwd_args) a = {T, B, H, tu, NI, xr, xw, wfi, bs, off, perm, wf, bf,
                              hbuf, cbuf, y, gates, tc, th};
-    const int nub = (H + VL - 1) / VL;
+    const int nub = (H + VL - 1) / VL, G = 4 * H;
+    const long M = off ? (long)off[T] : (long)T * B;
 #pragma omp parallel num_threads(nthreads)
     {
         const unsigned fp = fl_flush_denormals();
         const fl_share s = fl_my_share(B, nub, tu);
+        if (xw) {
+            const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
+            SUF(gemm_rm)(gemm, 'N', 'T', (int)(m1 - m0), G, NI, xr + m0 * NI, NI, w_ih, NI, 0,
+                         xw + m0 * G, G);
+#pragma omp barrier
+        }
         for (int t = 0; t < T; t++) {
             const R *hp = hbuf + (size_t)(t & 1) * B * H;
             R *hn = hbuf + (size_t)((t + 1) & 1) * B * H;
@@ -270,12 +303,12 @@ static void SUF(bwd_gates)(const SUF(bwd_args) *a, int t, fl_share s) {
 }
 
 /* dh[rows, NV unit blocks from ub] = dz[rows, :] W_hh[:, units]. MB rows x NV vectors of
- * units, each sum split KC ways over k: MB*NV*KC = MB*ACC accumulators, ACC = 4 sums per
- * row when they fit FL_MAX_ACC registers, else 2. With NV = ACC every W load feeds MB FMAs
+ * units, each sum split KC ways over k: MB*NV*KC = MB*ACC accumulators, ACC =
+ * FL_SUMS_PER_ROW(MB) (4, 2 or 1: what fits FL_MAX_ACC registers). With NV = ACC every W load feeds MB FMAs
  * and every broadcast NV; with fewer blocks the KC interleaved sums hide the FMA latency. */
 FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB, int ub,
                               const int NV) {
-    const int H = a->H, G = 4 * H, ACC = 4 * MB <= FL_MAX_ACC ? 4 : 2, KC = ACC / NV;
+    const int H = a->H, G = 4 * H, ACC = FL_SUMS_PER_ROW(MB), KC = ACC / NV;
     const R *w = a->wb + (size_t)ub * G * VL;
     const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * a->B;
     const R *dz[FL_MAX_ROWS];
@@ -307,6 +340,24 @@ FL_INLINE void SUF(bwd_rows)(const SUF(bwd_args) *a, int t, int r0, int r1, int 
     int r = r0;
     for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS) SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub, NV);
     switch (r1 - r) { /* the rest, with the block height fixed at compile time */
+#if FL_MAX_ROWS > 11
+    case 11: SUF(bwd_block)(a, t, r, 11, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 10
+    case 10: SUF(bwd_block)(a, t, r, 10, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 9
+    case 9: SUF(bwd_block)(a, t, r, 9, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 8
+    case 8: SUF(bwd_block)(a, t, r, 8, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 7
+    case 7: SUF(bwd_block)(a, t, r, 7, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 6
+    case 6: SUF(bwd_block)(a, t, r, 6, ub, NV); break;
+#endif
 #if FL_MAX_ROWS > 5
     case 5: SUF(bwd_block)(a, t, r, 5, ub, NV); break;
 #endif
@@ -330,17 +381,33 @@ static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
     const int active = a->bs ? a->bs[t] : a->B;
     const int r1 = s.r1 < active ? s.r1 : active;
     int ub = s.ub0;
-    if (4 * FL_MAX_ROWS <= FL_MAX_ACC) /* a full row block has 4 sums per row */
+    if (FL_SUMS_PER_ROW(FL_MAX_ROWS) == 4) /* as many unit blocks as a full block has sums */
         for (; ub + 4 <= s.ub1; ub += 4) SUF(bwd_rows)(a, t, s.r0, r1, ub, 4);
-    for (; ub + 2 <= s.ub1; ub += 2) SUF(bwd_rows)(a, t, s.r0, r1, ub, 2);
+    if (FL_SUMS_PER_ROW(FL_MAX_ROWS) >= 2)
+        for (; ub + 2 <= s.ub1; ub += 2) SUF(bwd_rows)(a, t, s.r0, r1, ub, 2);
     for (; ub < s.ub1; ub++) SUF(bwd_rows)(a, t, s.r0, r1, ub, 1);
 }
 
+/* dh for this thread's active rows and units at step t as one BLAS GEMM, dz rows of step t
+ * times W_hh [G][H] (w_hh) columns of its units: for variants whose register block is below
+ * BLAS's speed once the batch is large (the adapter decides: cython_cpu.gemm_steps). */
+static void SUF(bwd_recurrent_gemm)(const SUF(bwd_args) *a, int t, fl_share s, const R *w_hh,
+                                    SUF(gemm_fn) gemm) {
+    const int H = a->H, G = 4 * H, active = a->bs ? a->bs[t] : a->B;
+    const int r1 = s.r1 < active ? s.r1 : active;
+    const int u0 = s.ub0 * VL, u1 = s.ub1 * VL < H ? s.ub1 * VL : H;
+    const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * a->B;
+    if (r1 > s.r0 && u1 > u0)
+        SUF(gemm_rm)(gemm, 'N', 'N', r1 - s.r0, u1 - u0, G, a->dz + (size_t)(off + s.r0) * G, G,
+                     w_hh + u0, H, 0, a->dh + (size_t)s.r0 * H + u0, H);
+}
+
+/* w_hh: NULL (dh from the packed wb in registers) or W_hh [G][H] for bwd_recurrent_gemm */
 static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const R *wb, const R *gates, const R *tc,
                                const R *dy, R *dh, R *dc, R *dz, const R *xr, const R *hr,
                                const R *w_ih, SUF(gemm_fn) gemm, R *dxr, R *dw_ih, R *dw_hh,
-                               R *db, int tu, int nthreads) {
+                               R *db, const R *w_hh, int tu, int nthreads) {
     const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz};
     const int nub = (H + VL - 1) / VL, G = 4 * H;
     const long M = off ? (long)off[T] : (long)T * B;
@@ -353,7 +420,10 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
 #pragma omp barrier
             /* dh for the same rows and units this thread reads in the next bwd_gates, from
              * dz rows of step t only: no second barrier is needed */
-            SUF(bwd_recurrent)(&a, t, s);
+            if (w_hh)
+                SUF(bwd_recurrent_gemm)(&a, t, s, w_hh, gemm);
+            else
+                SUF(bwd_recurrent)(&a, t, s);
         }
 #pragma omp barrier
         /* the weights are shared by every step: their gradients are sums over all of them */

@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TOL, require_backend
 
 import fastlstm
-from conftest import TOL, require_backend
 
 # numpy's own run-time CPU detection (cpuid and the OS's register saving): a check of
 # fl_cpu_supports that does not share its code. Its names per variant, as setup.py

@@ -114,7 +114,7 @@ class Packed:
         bias[:, :H] = b.reshape(4, H)
         bf = _aligned(bias.reshape(4, -1, self.vl).transpose(1, 0, 2))
         self.k = _k.PackedWeights(w_ih, _unit_blocks(w_ih, H, self.vl, gp),
-                                  _unit_blocks(w_hh, H, self.vl, gp), bf, H, self.isa)
+                                  _unit_blocks(w_hh, H, self.vl, gp), bf, H, self.isa, w_hh)
 
     def for_backward(self):
         if self.k.wb is None:
@@ -139,27 +139,28 @@ _local = threading.local()  # scratch per Python thread: concurrent calls never 
 SCRATCH_BUDGET = 64 << 20
 
 
-def _workspace(dtype, T, B, I, H, M, packed_rows, backward=False):
+def _workspace(dtype, T, B, I, H, M, packed_rows, backward=False, hoist=False):
     """This call's scratch, carved from the thread's buffer when it fits (reused whatever
     the shape: grow-only up to SCRATCH_BUDGET), else from a buffer of its own.
 
     The Workspace objects carved from the kept buffer are kept too, per call shape: making
     one costs tens of microseconds, as much as a whole one-step call."""
-    key = (dtype, T, B, I, H, M, packed_rows, backward)
+    key = (dtype, T, B, I, H, M, packed_rows, backward, hoist)
     held = getattr(_local, "held", None)  # (buffer, {key: Workspace carved from it})
     if held is not None:
         ws = held[1].get(key)
         if ws is not None:
             return ws
-    need = _k.Workspace.nbytes(dtype, T, B, I, H, M, packed_rows, backward)
+    need = _k.Workspace.nbytes(dtype, T, B, I, H, M, packed_rows, backward, hoist)
     if held is None or held[0].size < need:
         buf = np.empty(need, np.uint8)
         if need > SCRATCH_BUDGET:  # this call's own, freed when it ends
-            return _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, buf)
+            return _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, buf, hoist)
         held = _local.held = (buf, {})
     if len(held[1]) >= 16:  # a few recent shapes (the buffer is shared: they cost no memory)
         held[1].clear()
-    ws = held[1][key] = _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, held[0])
+    ws = held[1][key] = _k.Workspace(dtype, T, B, I, H, M, packed_rows, backward, held[0],
+                                     hoist)
     return ws
 
 
@@ -187,6 +188,35 @@ def _plan(one_step, B, H, nub, nt, force):
     return nt, max(d for d in range(1, min(nt - 1, nub) + 1) if nt % d == 0)
 
 
+# Tests set this to True or False to run one forward path whatever the shape.
+FORCE_HOIST = None
+# x W_ih^T as one BLAS GEMM before the time loop, instead of fused into every step, for
+# variants whose fused block is below BLAS's speed (16 registers: the weights stream through
+# them), once the projection is big enough to pay for writing it out and reading it back.
+HOIST_MIN_INPUT = {"avx2": 128, "baseline": 128}
+HOIST_MIN_ROWS = 256
+
+
+FORCE_GEMM_STEPS = None
+# Backward's dh = dz W_hh per step through BLAS instead of the register block, for the same
+# variants, once enough rows share each step's W_hh pass.
+GEMM_STEPS_MIN_ROWS = {"avx2": 32, "baseline": 32}
+
+
+def gemm_steps(isa, B):
+    """Whether a backward with batch B computes each step's dh by a BLAS GEMM."""
+    if FORCE_GEMM_STEPS is not None:
+        return FORCE_GEMM_STEPS
+    return B >= GEMM_STEPS_MIN_ROWS.get(isa, INT32_MAX)
+
+
+def hoists_input(isa, M, I, H):
+    """Whether a forward of M (step, row) pairs with I inputs hoists its input projection."""
+    if FORCE_HOIST is not None:
+        return FORCE_HOIST
+    return I >= HOIST_MIN_INPUT.get(isa, INT32_MAX) and M >= HOIST_MIN_ROWS
+
+
 def _fits(T, B, I, H):
     # BLAS takes 32-bit sizes and leading dimensions
     return T * B * max(I, 4 * H) <= INT32_MAX
@@ -198,10 +228,12 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None)
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, b)
-    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense)
+    hoist = hoists_input(packed.isa, seq.M, I, H)
+    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, hoist=hoist)
     nthreads, tu = plan(T, B, H, packed.k.nub)
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
-    _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, tu, nthreads)
+    with (_blas_guard or _NO_GUARD) if hoist else _NO_GUARD:
+        _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, tu, nthreads)
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db, dh0,
@@ -215,4 +247,5 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
     nthreads, tu = plan(T, B, H, packed.k.nub)
     with _blas_guard or _NO_GUARD:
         _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,
-                    dh0, dc0, packed.for_backward(), ws, tu, nthreads)
+                    dh0, dc0, packed.for_backward(), ws, tu, nthreads,
+                    gemm_steps(packed.isa, B))
