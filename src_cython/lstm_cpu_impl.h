@@ -125,9 +125,9 @@ FL_INLINE void SUF(fwd_terms)(V acc[][4], const R *src, size_t ld, const int MB,
 /* MB sorted rows starting at r, all active at step t, unit block ub: z = x W_ih^T +
  * h W_hh^T + b accumulated in registers (FL_SUMS_PER_ROW(MB) gates per pass over the
  * weights: all four when their 4*MB sums fit FL_MAX_ACC registers), then the gate math,
- * the state update and every store. x W_ih^T is fused here, not hoisted into one GEMM over
- * all steps: writing the projection out and reading it back each step costs more than the
- * GEMM saves (7-15% of the forward at mid and large sizes, AVX-512). */
+ * the state update and every store. x W_ih^T is fused here (a->xw NULL) unless the
+ * adapter hoisted it into one GEMM before the loop: for small inputs writing the projection
+ * out and reading it back each step costs more than BLAS saves (mid, I = 64: 20%). */
 FL_INLINE void SUF(fwd_block)(const SUF(fwd_args) *a, int t, int r, const int MB, int ub,
                               const R *hp, R *hn) {
     const int H = a->H, G = 4 * H, B = a->B, NI = a->NI;

@@ -188,19 +188,26 @@ def _plan(one_step, B, H, nub, nt, force):
     return nt, max(d for d in range(1, min(nt - 1, nub) + 1) if nt % d == 0)
 
 
-# Tests set this to True or False to run one forward path whatever the shape.
+# Tests set these to True or False to run one path whatever the shape.
 FORCE_HOIST = None
-# x W_ih^T as one BLAS GEMM before the time loop, instead of fused into every step, for
-# variants whose fused block is below BLAS's speed (16 registers: the weights stream through
-# them), once the projection is big enough to pay for writing it out and reading it back.
-HOIST_MIN_INPUT = {"avx2": 128, "baseline": 128}
-HOIST_MIN_ROWS = 256
-
-
 FORCE_GEMM_STEPS = None
-# Backward's dh = dz W_hh per step through BLAS instead of the register block, for the same
-# variants, once enough rows share each step's W_hh pass.
+# x W_ih^T as one BLAS GEMM before the time loop instead of fused into every step, once the
+# projection is big enough that BLAS's speed pays for writing it out and reading it back
+# (large: 5-10% faster forward with AVX-512, ~10% with AVX2; mid, I = 64: 20% slower).
+HOIST_MIN_INPUT = 128
+HOIST_MIN_ROWS = 256
+# Backward's dh = dz W_hh per step through BLAS instead of the register block, for variants
+# with 16 registers (their block runs below BLAS's speed), once enough rows share each
+# step's pass over W_hh (large: 5% faster with AVX2; with AVX-512 15% slower).
 GEMM_STEPS_MIN_ROWS = {"avx2": 32, "baseline": 32}
+
+
+def hoists_input(isa, M, I, H):
+    """Whether a forward of M (step, row) pairs with I inputs hoists its input projection
+    (one rule for every variant so far; `isa` is there to tune it per variant)."""
+    if FORCE_HOIST is not None:
+        return FORCE_HOIST
+    return I >= HOIST_MIN_INPUT and M >= HOIST_MIN_ROWS
 
 
 def gemm_steps(isa, B):
@@ -208,13 +215,6 @@ def gemm_steps(isa, B):
     if FORCE_GEMM_STEPS is not None:
         return FORCE_GEMM_STEPS
     return B >= GEMM_STEPS_MIN_ROWS.get(isa, INT32_MAX)
-
-
-def hoists_input(isa, M, I, H):
-    """Whether a forward of M (step, row) pairs with I inputs hoists its input projection."""
-    if FORCE_HOIST is not None:
-        return FORCE_HOIST
-    return I >= HOIST_MIN_INPUT.get(isa, INT32_MAX) and M >= HOIST_MIN_ROWS
 
 
 def _fits(T, B, I, H):
