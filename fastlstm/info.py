@@ -50,12 +50,21 @@ def collect_info():
         "threads": get_num_threads(),
         "backends": {name: {"available": not reason, "reason": reason,
                             "description": backends.BACKENDS[name][1]}
-                     for name, reason in backends.backend_status().items()},
+                     for name, reason in _status(isa).items()},
         "auto_order": backends.available_backends(),
         "extension": extension,
         "numba": _numba_info(),
         "blas": _blas_info(),
     }
+
+
+def _status(isa):
+    """backend_status(), with the compiled backend unusable under a FASTLSTM_ISA it cannot
+    honour (it loads, but every call raises, "auto" included)."""
+    status = backends.backend_status()
+    if isa and isa["error"]:
+        status["cython"] = f"every call raises: {isa['error']}"
+    return status
 
 
 def _isa_info():

@@ -168,3 +168,5 @@ def test_a_variant_that_cannot_run_is_an_error_not_a_fallback(cy, tmp_path):
     (line,) = [x for x in info.stdout.splitlines() if x.startswith("isa:")]
     assert line.startswith("isa: none usable: FASTLSTM_ISA=bogus: this build has no 'bogus'")
     assert line.endswith(f"(available here: {available})")
+    (cython,) = [x for x in info.stdout.splitlines() if x.strip().startswith("cython ")]
+    assert "unavailable: every call raises: FASTLSTM_ISA=bogus" in cython
