@@ -32,8 +32,8 @@
 #ifndef FASTLSTM_LSTM_CPU_H
 #define FASTLSTM_LSTM_CPU_H
 
-#if !defined(FL_VBYTES) || !defined(FL_MAX_ROWS) || FL_MAX_ROWS < 1 || FL_MAX_ROWS > 12
-#error "a variant defines FL_VBYTES and FL_MAX_ROWS (1..12) before including lstm_cpu.h"
+#if !defined(FL_VBYTES) || !defined(FL_MAX_ROWS) || FL_MAX_ROWS < 1 || FL_MAX_ROWS > 6
+#error "a variant defines FL_VBYTES and FL_MAX_ROWS (1..6) before including lstm_cpu.h"
 #endif
 #ifndef FL_MAX_ACC
 #error "a variant defines FL_MAX_ACC, the vector accumulators that fit its registers"

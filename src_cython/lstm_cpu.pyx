@@ -28,30 +28,28 @@ cdef extern from "dispatch.h" nogil:
                                  float *, int *, float *, float *, int *)
     ctypedef void (*fl_gemm_f64)(char *, char *, int *, int *, int *, double *, double *,
                                  int *, double *, int *, double *, double *, int *)
-    ctypedef void (*fl_forward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                         const int *perm, const float *xr, const float *wfi, const float *wf,
-                         const float *bf, float *hbuf, float *cbuf, float *y, float *gates,
-                         float *tc, float *th, const float *w_ih, fl_gemm_f32 gemm, float *xw,
-                         int tu, int nthreads) noexcept nogil
-    ctypedef void (*fl_forward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                         const int *perm, const double *xr, const double *wfi,
-                         const double *wf, const double *bf, double *hbuf, double *cbuf,
-                         double *y, double *gates, double *tc, double *th,
-                         const double *w_ih, fl_gemm_f64 gemm, double *xw, int tu,
-                         int nthreads) noexcept nogil
-    ctypedef void (*fl_backward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const float *wb, const float *gates,
-                          const float *tc, const float *dy, float *dh, float *dc, float *dz,
-                          const float *xr, const float *hr, const float *w_ih,
-                          fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh, float *db,
-                          const float *w_hh, int tu, int nthreads) noexcept nogil
-    ctypedef void (*fl_backward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
-                          const int *perm, const double *wb, const double *gates,
-                          const double *tc, const double *dy, double *dh, double *dc,
-                          double *dz, const double *xr, const double *hr,
-                          const double *w_ih, fl_gemm_f64 gemm, double *dxr, double *dw_ih,
-                          double *dw_hh, double *db, const double *w_hh, int tu,
-                          int nthreads) noexcept nogil
+    ctypedef void (*fl_forward_f32)(
+        int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
+        const float *xr, const float *wfi, const float *wf, const float *bf, float *hbuf,
+        float *cbuf, float *y, float *gates, float *tc, float *th, const float *w_ih,
+        fl_gemm_f32 gemm, float *xw, int tu, int nthreads) noexcept nogil
+    ctypedef void (*fl_forward_f64)(
+        int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
+        const double *xr, const double *wfi, const double *wf, const double *bf,
+        double *hbuf, double *cbuf, double *y, double *gates, double *tc, double *th,
+        const double *w_ih, fl_gemm_f64 gemm, double *xw, int tu, int nthreads) noexcept nogil
+    ctypedef void (*fl_backward_f32)(
+        int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
+        const float *wb, const float *gates, const float *tc, const float *dy, float *dh,
+        float *dc, float *dz, const float *xr, const float *hr, const float *w_ih,
+        fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh, float *db,
+        const float *w_hh, int tu, int nthreads) noexcept nogil
+    ctypedef void (*fl_backward_f64)(
+        int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
+        const double *wb, const double *gates, const double *tc, const double *dy,
+        double *dh, double *dc, double *dz, const double *xr, const double *hr,
+        const double *w_ih, fl_gemm_f64 gemm, double *dxr, double *dw_ih, double *dw_hh,
+        double *db, const double *w_hh, int tu, int nthreads) noexcept nogil
     ctypedef struct fl_kernels:
         const char *name
         int vbytes
@@ -124,8 +122,8 @@ cdef void *_data(arr, Py_ssize_t n, itemsize, what) except NULL:
 cdef class PackedWeights:
     """One layer-direction's weights in the kernels' layouts (see lstm_cpu.h).
 
-    w_ih [G, I] as it is (backward's GEMMs); wfi [NUB][4/GP][I][GP][VL], wf [NUB][4/GP][H][GP][VL] and
-    bf [NUB][4][VL] for the forward step; wb [NUB][G][VL] for backward, added when first
+    w_ih [G, I] as it is (the GEMMs); wfi [NUB][4/GP][I][GP][VL], wf [NUB][4/GP][H][GP][VL]
+    and bf [NUB][4][VL] for the forward step; wb [NUB][G][VL] for backward, added when first
     needed. VL = the vector bytes of instruction-set variant `isa` / itemsize: these are
     that variant's layouts, and its kernels run every call made with them. Sizes are
     checked here, once.

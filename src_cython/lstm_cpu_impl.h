@@ -185,24 +185,6 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
         for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS)
             SUF(fwd_block)(a, t, r, FL_MAX_ROWS, ub, hp, hn);
         switch (r1 - r) { /* the rest, with the block height fixed at compile time */
-#if FL_MAX_ROWS > 11
-        case 11: SUF(fwd_block)(a, t, r, 11, ub, hp, hn); break;
-#endif
-#if FL_MAX_ROWS > 10
-        case 10: SUF(fwd_block)(a, t, r, 10, ub, hp, hn); break;
-#endif
-#if FL_MAX_ROWS > 9
-        case 9: SUF(fwd_block)(a, t, r, 9, ub, hp, hn); break;
-#endif
-#if FL_MAX_ROWS > 8
-        case 8: SUF(fwd_block)(a, t, r, 8, ub, hp, hn); break;
-#endif
-#if FL_MAX_ROWS > 7
-        case 7: SUF(fwd_block)(a, t, r, 7, ub, hp, hn); break;
-#endif
-#if FL_MAX_ROWS > 6
-        case 6: SUF(fwd_block)(a, t, r, 6, ub, hp, hn); break;
-#endif
 #if FL_MAX_ROWS > 5
         case 5: SUF(fwd_block)(a, t, r, 5, ub, hp, hn); break;
 #endif
@@ -304,8 +286,9 @@ static void SUF(bwd_gates)(const SUF(bwd_args) *a, int t, fl_share s) {
 
 /* dh[rows, NV unit blocks from ub] = dz[rows, :] W_hh[:, units]. MB rows x NV vectors of
  * units, each sum split KC ways over k: MB*NV*KC = MB*ACC accumulators, ACC =
- * FL_SUMS_PER_ROW(MB) (4, 2 or 1: what fits FL_MAX_ACC registers). With NV = ACC every W load feeds MB FMAs
- * and every broadcast NV; with fewer blocks the KC interleaved sums hide the FMA latency. */
+ * FL_SUMS_PER_ROW(MB) (4, 2 or 1: what fits FL_MAX_ACC registers). With NV = ACC every W
+ * load feeds MB FMAs and every broadcast NV; with fewer blocks the KC interleaved sums
+ * hide the FMA latency. */
 FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB, int ub,
                               const int NV) {
     const int H = a->H, G = 4 * H, ACC = FL_SUMS_PER_ROW(MB), KC = ACC / NV;
@@ -340,24 +323,6 @@ FL_INLINE void SUF(bwd_rows)(const SUF(bwd_args) *a, int t, int r0, int r1, int 
     int r = r0;
     for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS) SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub, NV);
     switch (r1 - r) { /* the rest, with the block height fixed at compile time */
-#if FL_MAX_ROWS > 11
-    case 11: SUF(bwd_block)(a, t, r, 11, ub, NV); break;
-#endif
-#if FL_MAX_ROWS > 10
-    case 10: SUF(bwd_block)(a, t, r, 10, ub, NV); break;
-#endif
-#if FL_MAX_ROWS > 9
-    case 9: SUF(bwd_block)(a, t, r, 9, ub, NV); break;
-#endif
-#if FL_MAX_ROWS > 8
-    case 8: SUF(bwd_block)(a, t, r, 8, ub, NV); break;
-#endif
-#if FL_MAX_ROWS > 7
-    case 7: SUF(bwd_block)(a, t, r, 7, ub, NV); break;
-#endif
-#if FL_MAX_ROWS > 6
-    case 6: SUF(bwd_block)(a, t, r, 6, ub, NV); break;
-#endif
 #if FL_MAX_ROWS > 5
     case 5: SUF(bwd_block)(a, t, r, 5, ub, NV); break;
 #endif

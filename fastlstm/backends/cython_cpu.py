@@ -1,10 +1,11 @@
 """The compiled backend: a thin adapter from the kernel contract to fastlstm._cy.lstm_cpu.
 
 It chooses the kernels' instruction-set variant when it loads (the best this CPU runs, or
-the one FASTLSTM_ISA names), packs the weights once per weights (the API caches them through pack_weights), keeps
-the kernels' scratch per Python thread (up to SCRATCH_BUDGET bytes, reused by any call
-that fits), hands the packed-sequence layout (sequences.PackedSequences) to the kernels
-as it is, and picks the work split:
+the one FASTLSTM_ISA names), packs the weights once per weights (the API caches them
+through pack_weights), keeps the kernels' scratch per Python thread (up to SCRATCH_BUDGET
+bytes, reused by any call that fits), hands the packed-sequence layout
+(sequences.PackedSequences) to the kernels as it is, decides where BLAS takes over from
+the register blocks (hoists_input, gemm_steps), and picks the work split:
   "units"  every thread owns whole hidden units over all rows: its slice of W_hh stays in
            its own cache for the whole sequence (small batches, and any H with enough
            unit blocks to go round);
