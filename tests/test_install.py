@@ -59,7 +59,9 @@ def _copy_source(dest):
     for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, dest / name)
-    ignore = shutil.ignore_patterns("*.so", "*.c", "__pycache__", "*.pyc")
+    # build outputs stay behind (Cython's generated C is in build/, never in these folders;
+    # src_cython/variants/*.c are sources)
+    ignore = shutil.ignore_patterns("*.so", "__pycache__", "*.pyc")
     for name in ("fastlstm", "src_cython"):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
 
