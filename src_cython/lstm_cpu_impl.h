@@ -302,9 +302,13 @@ FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB
     }
     for (int k = 0; k < G; k += KC) { /* G = 4H is a multiple of 4 */
         for (int c = 0; c < KC; c++) {
-            for (int v = 0; v < NV; v++) {
-                const V wv = SUF(vload)(w + ((size_t)v * G + k + c) * VL);
-                for (int m = 0; m < MB; m++) acc[m][v * KC + c] += SUF(vset1)(dz[m][k + c]) * wv;
+            /* the weight vectors first, then one broadcast at a time used at once: 6 rows
+             * broadcast up front would not fit AVX2's 16 registers beside 12 sums */
+            V wv[4];
+            for (int v = 0; v < NV; v++) wv[v] = SUF(vload)(w + ((size_t)v * G + k + c) * VL);
+            for (int m = 0; m < MB; m++) {
+                const V b = SUF(vset1)(dz[m][k + c]);
+                for (int v = 0; v < NV; v++) acc[m][v * KC + c] += b * wv[v];
             }
         }
     }
@@ -318,27 +322,60 @@ FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB
     }
 }
 
-/* dh for sorted rows [r0, r1) and unit blocks [ub, ub + NV) */
-FL_INLINE void SUF(bwd_rows)(const SUF(bwd_args) *a, int t, int r0, int r1, int ub, const int NV) {
-    int r = r0;
-    for (; r + FL_MAX_ROWS <= r1; r += FL_MAX_ROWS) SUF(bwd_block)(a, t, r, FL_MAX_ROWS, ub, NV);
-    switch (r1 - r) { /* the rest, with the block height fixed at compile time */
-#if FL_MAX_ROWS > 5
-    case 5: SUF(bwd_block)(a, t, r, 5, ub, NV); break;
-#endif
-#if FL_MAX_ROWS > 4
-    case 4: SUF(bwd_block)(a, t, r, 4, ub, NV); break;
-#endif
-#if FL_MAX_ROWS > 3
-    case 3: SUF(bwd_block)(a, t, r, 3, ub, NV); break;
+/* One out-of-line function per block height, each with its register block alone: inlined
+ * into one function, GCC 12 left AVX-512 zmm16-31 unused there and kept sums of the
+ * smaller blocks on the stack (a store and a reload per FMA chain). */
+#define FL_BWD_FIXED(MBv)                                                                 \
+    static __attribute__((noinline)) void SUF(bwd_block_##MBv)(const SUF(bwd_args) *a, int t, \
+                                                             int r, int ub, int NV) {     \
+        if (NV == 4 && FL_SUMS_PER_ROW(FL_MAX_ROWS) == 4)                                 \
+            SUF(bwd_block)(a, t, r, MBv, ub, 4);                                          \
+        else if (NV == 2 && FL_SUMS_PER_ROW(FL_MAX_ROWS) >= 2)                            \
+            SUF(bwd_block)(a, t, r, MBv, ub, 2);                                          \
+        else                                                                              \
+            SUF(bwd_block)(a, t, r, MBv, ub, 1);                                          \
+    }
+FL_BWD_FIXED(1)
+#if FL_MAX_ROWS > 1
+FL_BWD_FIXED(2)
 #endif
 #if FL_MAX_ROWS > 2
-    case 2: SUF(bwd_block)(a, t, r, 2, ub, NV); break;
+FL_BWD_FIXED(3)
+#endif
+#if FL_MAX_ROWS > 3
+FL_BWD_FIXED(4)
+#endif
+#if FL_MAX_ROWS > 4
+FL_BWD_FIXED(5)
+#endif
+#if FL_MAX_ROWS > 5
+FL_BWD_FIXED(6)
+#endif
+#undef FL_BWD_FIXED
+
+/* dh for sorted rows [r0, r1) and unit blocks [ub, ub + NV) */
+static void SUF(bwd_rows)(const SUF(bwd_args) *a, int t, int r0, int r1, int ub, int NV) {
+    for (int r = r0; r < r1;) {
+        const int mb = r1 - r < FL_MAX_ROWS ? r1 - r : FL_MAX_ROWS;
+        switch (mb) { /* the block height fixed at compile time in each */
+#if FL_MAX_ROWS > 5
+        case 6: SUF(bwd_block_6)(a, t, r, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 4
+        case 5: SUF(bwd_block_5)(a, t, r, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 3
+        case 4: SUF(bwd_block_4)(a, t, r, ub, NV); break;
+#endif
+#if FL_MAX_ROWS > 2
+        case 3: SUF(bwd_block_3)(a, t, r, ub, NV); break;
 #endif
 #if FL_MAX_ROWS > 1
-    case 1: SUF(bwd_block)(a, t, r, 1, ub, NV); break;
+        case 2: SUF(bwd_block_2)(a, t, r, ub, NV); break;
 #endif
-    default: break;
+        default: SUF(bwd_block_1)(a, t, r, ub, NV); break;
+        }
+        r += mb;
     }
 }
 
