@@ -32,14 +32,14 @@ typedef void (*fl_backward_f32)(int T, int B, int I, int H, const int *bs, const
                                 const float *tc, const float *dy, float *dh, float *dc,
                                 float *dz, const float *xr, const float *hr, const float *w_ih,
                                 fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh,
-                                float *db, const float *w_hh, int tu, int nthreads);
+                                float *db, int tu, int nthreads);
 typedef void (*fl_backward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                                 const int *perm, const double *wb, const double *gates,
                                 const double *tc, const double *dy, double *dh, double *dc,
                                 double *dz, const double *xr, const double *hr,
                                 const double *w_ih, fl_gemm_f64 gemm, double *dxr,
-                                double *dw_ih, double *dw_hh, double *db, const double *w_hh,
-                                int tu, int nthreads);
+                                double *dw_ih, double *dw_hh, double *db, int tu,
+                                int nthreads);
 
 typedef struct {
     const char *name; /* "avx512", "avx2", "baseline", "neon" */

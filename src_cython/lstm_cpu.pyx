@@ -43,13 +43,13 @@ cdef extern from "dispatch.h" nogil:
         const float *wb, const float *gates, const float *tc, const float *dy, float *dh,
         float *dc, float *dz, const float *xr, const float *hr, const float *w_ih,
         fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh, float *db,
-        const float *w_hh, int tu, int nthreads) noexcept nogil
+        int tu, int nthreads) noexcept nogil
     ctypedef void (*fl_backward_f64)(
         int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
         const double *wb, const double *gates, const double *tc, const double *dy,
         double *dh, double *dc, double *dz, const double *xr, const double *hr,
         const double *w_ih, fl_gemm_f64 gemm, double *dxr, double *dw_ih, double *dw_hh,
-        double *db, const double *w_hh, int tu, int nthreads) noexcept nogil
+        double *db, int tu, int nthreads) noexcept nogil
     ctypedef struct fl_kernels:
         const char *name
         int vbytes
@@ -128,26 +128,22 @@ cdef class PackedWeights:
     that variant's layouts, and its kernels run every call made with them. Sizes are
     checked here, once.
     """
-    cdef readonly object w_ih, w_hh, wfi, wf, bf, wb
+    cdef readonly object w_ih, wfi, wf, bf, wb
     cdef readonly int n_in, H, nub, itemsize
     cdef const fl_kernels *k
     cdef void *p_w_ih
-    cdef void *p_w_hh
     cdef void *p_wfi
     cdef void *p_wf
     cdef void *p_bf
     cdef void *p_wb
 
-    def __init__(self, w_ih, wfi, wf, bf, int H, str isa, w_hh=None):
+    def __init__(self, w_ih, wfi, wf, bf, int H, str isa):
         self.k = _variant(isa)
         self.itemsize = w_ih.dtype.itemsize
         cdef Py_ssize_t vl = self.k.vbytes // self.itemsize
         self.H, self.n_in = H, w_ih.shape[1]
         self.nub = (H + vl - 1) // vl
         self.p_w_ih = _data(w_ih, 4 * H * self.n_in, self.itemsize, "w_ih")
-        if w_hh is not None:  # as it is, for backward's per-step GEMMs (gemm_steps)
-            self.p_w_hh = _data(w_hh, 4 * H * H, self.itemsize, "w_hh")
-            self.w_hh = w_hh
         self.p_wfi = _data(wfi, self.nub * self.n_in * 4 * vl, self.itemsize, "wfi")
         self.p_wf = _data(wf, self.nub * H * 4 * vl, self.itemsize, "wf")
         self.p_bf = _data(bf, self.nub * 4 * vl, self.itemsize, "bf")
@@ -367,10 +363,8 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
              const floating[:, ::1] dc_n, seq, floating[:, :, ::1] dx,
              floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
              floating[:, ::1] dh0, floating[:, ::1] dc0, PackedWeights pw, Workspace ws,
-             int tu, int nthreads, bint gemm_steps=False):
-    """One layer backward, from the forward's tape. seq: the PackedSequences of (T, B).
-    gemm_steps: each step's dh = dz W_hh through BLAS (needs pw made with w_hh) instead of
-    the register-blocked kernel."""
+             int tu, int nthreads):
+    """One layer backward, from the forward's tape. seq: the PackedSequences of (T, B)."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh_n.shape[1], G = 4 * H
     cdef int r, o
     cdef const int *bs_p
@@ -385,9 +379,6 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
     _check_call(pw, ws, seq, T, B, I, H, sizeof(floating))
     if pw.p_wb == NULL or ws.dz == NULL:
         raise ValueError("lstm_cpu.backward: needs pw.set_wb() and ws.for_backward() first")
-    if gemm_steps and pw.p_w_hh == NULL:
-        raise ValueError("lstm_cpu.backward: gemm_steps needs packed weights made with w_hh")
-    cdef const void *w_hh_p = pw.p_w_hh if gemm_steps else NULL
     if (gates.shape[0] != T or gates.shape[1] != B or gates.shape[2] != G
             or tc.shape[0] != T + 1 or tc.shape[1] != B or tc.shape[2] != H
             or th.shape[0] != T + 1 or th.shape[1] != B or th.shape[2] != H
@@ -413,14 +404,12 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
             pw.k.backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <float *>ws.dz, xs, hs, <float *>pw.p_w_ih, sgemm, dxs,
-                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], <const float *>w_hh_p, tu,
-                              nthreads)
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
         else:
             pw.k.backward_f64(T, B, I, H, bs_p, off_p, perm_p, <double *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <double *>ws.dz, xs, hs, <double *>pw.p_w_ih, dgemm, dxs,
-                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], <const double *>w_hh_p,
-                              tu, nthreads)
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&dh0[o, 0], dh + r * H, H * sizeof(floating))

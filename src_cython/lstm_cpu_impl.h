@@ -390,26 +390,11 @@ static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
     for (; ub < s.ub1; ub++) SUF(bwd_rows)(a, t, s.r0, r1, ub, 1);
 }
 
-/* dh for this thread's active rows and units at step t as one BLAS GEMM, dz rows of step t
- * times W_hh [G][H] (w_hh) columns of its units: for variants whose register block is below
- * BLAS's speed once the batch is large (the adapter decides: cython_cpu.gemm_steps). */
-static void SUF(bwd_recurrent_gemm)(const SUF(bwd_args) *a, int t, fl_share s, const R *w_hh,
-                                    SUF(gemm_fn) gemm) {
-    const int H = a->H, G = 4 * H, active = a->bs ? a->bs[t] : a->B;
-    const int r1 = s.r1 < active ? s.r1 : active;
-    const int u0 = s.ub0 * VL, u1 = s.ub1 * VL < H ? s.ub1 * VL : H;
-    const ptrdiff_t off = a->off ? a->off[t] : (ptrdiff_t)t * a->B;
-    if (r1 > s.r0 && u1 > u0)
-        SUF(gemm_rm)(gemm, 'N', 'N', r1 - s.r0, u1 - u0, G, a->dz + (size_t)(off + s.r0) * G, G,
-                     w_hh + u0, H, 0, a->dh + (size_t)s.r0 * H + u0, H);
-}
-
-/* w_hh: NULL (dh from the packed wb in registers) or W_hh [G][H] for bwd_recurrent_gemm */
 static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const R *wb, const R *gates, const R *tc,
                                const R *dy, R *dh, R *dc, R *dz, const R *xr, const R *hr,
                                const R *w_ih, SUF(gemm_fn) gemm, R *dxr, R *dw_ih, R *dw_hh,
-                               R *db, const R *w_hh, int tu, int nthreads) {
+                               R *db, int tu, int nthreads) {
     const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz};
     const int nub = (H + VL - 1) / VL, G = 4 * H;
     const long M = off ? (long)off[T] : (long)T * B;
@@ -422,10 +407,7 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
 #pragma omp barrier
             /* dh for the same rows and units this thread reads in the next bwd_gates, from
              * dz rows of step t only: no second barrier is needed */
-            if (w_hh)
-                SUF(bwd_recurrent_gemm)(&a, t, s, w_hh, gemm);
-            else
-                SUF(bwd_recurrent)(&a, t, s);
+            SUF(bwd_recurrent)(&a, t, s);
         }
 #pragma omp barrier
         /* the weights are shared by every step: their gradients are sums over all of them */

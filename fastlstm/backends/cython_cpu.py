@@ -5,7 +5,7 @@ the one FASTLSTM_ISA names), packs the weights once per weights (the API caches 
 through pack_weights), keeps the kernels' scratch per Python thread (up to SCRATCH_BUDGET
 bytes, reused by any call that fits), hands the packed-sequence layout
 (sequences.PackedSequences) to the kernels as it is, decides where BLAS takes over from
-the register blocks (hoists_input, gemm_steps), and picks the work split:
+the register blocks (hoists_input), and picks the work split:
   "units"  every thread owns whole hidden units over all rows: its slice of W_hh stays in
            its own cache for the whole sequence (small batches, and any H with enough
            unit blocks to go round);
@@ -115,7 +115,7 @@ class Packed:
         bias[:, :H] = b.reshape(4, H)
         bf = _aligned(bias.reshape(4, -1, self.vl).transpose(1, 0, 2))
         self.k = _k.PackedWeights(w_ih, _unit_blocks(w_ih, H, self.vl, gp),
-                                  _unit_blocks(w_hh, H, self.vl, gp), bf, H, self.isa, w_hh)
+                                  _unit_blocks(w_hh, H, self.vl, gp), bf, H, self.isa)
 
     def for_backward(self):
         if self.k.wb is None:
@@ -189,18 +189,13 @@ def _plan(one_step, B, H, nub, nt, force):
     return nt, max(d for d in range(1, min(nt - 1, nub) + 1) if nt % d == 0)
 
 
-# Tests set these to True or False to run one path whatever the shape.
+# Tests set this to True or False to run one path whatever the shape.
 FORCE_HOIST = None
-FORCE_GEMM_STEPS = None
 # x W_ih^T as one BLAS GEMM before the time loop instead of fused into every step, once the
 # projection is big enough that BLAS's speed pays for writing it out and reading it back
 # (large: 5-10% faster forward with AVX-512, ~10% with AVX2; mid, I = 64: 20% slower).
 HOIST_MIN_INPUT = 128
 HOIST_MIN_ROWS = 256
-# Backward's dh = dz W_hh per step through BLAS instead of the register block, for variants
-# with 16 registers (their block runs below BLAS's speed), once enough rows share each
-# step's pass over W_hh (large: 5% faster with AVX2; with AVX-512 15% slower).
-GEMM_STEPS_MIN_ROWS = {"avx2": 32, "baseline": 32}
 
 
 def hoists_input(isa, M, I, H):
@@ -209,13 +204,6 @@ def hoists_input(isa, M, I, H):
     if FORCE_HOIST is not None:
         return FORCE_HOIST
     return I >= HOIST_MIN_INPUT and M >= HOIST_MIN_ROWS
-
-
-def gemm_steps(isa, B):
-    """Whether a backward with batch B computes each step's dh by a BLAS GEMM."""
-    if FORCE_GEMM_STEPS is not None:
-        return FORCE_GEMM_STEPS
-    return B >= GEMM_STEPS_MIN_ROWS.get(isa, INT32_MAX)
 
 
 def _fits(T, B, I, H):
@@ -248,5 +236,4 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
     nthreads, tu = plan(T, B, H, packed.k.nub)
     with _blas_guard or _NO_GUARD:
         _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,
-                    dh0, dc0, packed.for_backward(), ws, tu, nthreads,
-                    gemm_steps(packed.isa, B))
+                    dh0, dc0, packed.for_backward(), ws, tu, nthreads)
