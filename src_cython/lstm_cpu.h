@@ -142,6 +142,12 @@ static inline fl_share fl_my_share(int B, int nub, int tu_pref) {
     return s;
 }
 
+/* 1/k! for the exponential's series (lstm_cpu_impl.h), up to the double's 14 terms */
+static const double fl_inv_factorial[15] = {
+    1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+    1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0,
+    1.0 / 87178291200.0};
+
 /* ---- the float and the double kernels, from one template ---- */
 
 #define R float
@@ -151,6 +157,7 @@ static inline fl_share fl_my_share(int B, int nub, int tu_pref) {
 #define FL_EXP_TERMS 8 /* Taylor terms of e^r, |r| <= ln2/2: error < 1e-8 relative */
 #define FL_MANT_BITS 23
 #define FL_EXP_BIAS 127
+#define FL_ROUND_MAGIC 12582912.0f /* 1.5 * 2^23 */
 typedef float SUF(vec) __attribute__((vector_size(FL_VBYTES)));
 typedef int SUF(ivec) __attribute__((vector_size(FL_VBYTES)));
 typedef unsigned SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
@@ -163,6 +170,7 @@ typedef unsigned SUF(uvec) __attribute__((vector_size(FL_VBYTES)));
 #define FL_EXP_TERMS 14 /* error < 1e-16 relative */
 #define FL_MANT_BITS 52
 #define FL_EXP_BIAS 1023
+#define FL_ROUND_MAGIC 6755399441055744.0 /* 1.5 * 2^52 */
 typedef double SUF(vec) __attribute__((vector_size(FL_VBYTES)));
 typedef long long SUF(ivec) __attribute__((vector_size(FL_VBYTES)));
 typedef unsigned long long SUF(uvec) __attribute__((vector_size(FL_VBYTES)));

@@ -37,21 +37,23 @@ FL_INLINE void SUF(vstore_n)(R *p, V v, int n) {
 FL_INLINE V SUF(vselect)(IV mask, V a, V b) { return (V)((mask & (IV)a) | (~mask & (IV)b)); }
 
 /* e^x - 1 and its scale for every lane: Cody-Waite range reduction x = n ln2 + r,
- * |r| <= ln2/2, and e^r - 1 = r (1 + r/2 (1 + r/3 (...))) as a Taylor series without its
- * leading 1, so it keeps its relative accuracy near 0; *scale = 2^n, built from its
- * exponent bits. NaN stays NaN (it fails every comparison below, so the clamps pass it
- * through, and NaN times anything is NaN). */
+ * |r| <= ln2/2, and e^r - 1 = r (1 + r/2! + r^2/3! + ...) in Horner form (one FMA per
+ * term) without its leading 1, so it keeps its relative accuracy near 0; *scale = 2^n,
+ * built from its exponent bits. n is rounded to nearest by adding and subtracting
+ * 1.5 * 2^mantissa-bits: the integer then sits in the low bits of the sum, so no
+ * float-to-int conversion is needed (AVX2 has none for doubles). NaN stays NaN (it fails
+ * every comparison below, so the clamps pass it through, and NaN times anything is NaN). */
 FL_INLINE V SUF(vexp_parts)(V x, V *scale) {
     const V hi = SUF(vset1)(FL_EXP_HI), lo = SUF(vset1)(FL_EXP_LO);
+    const V magic = SUF(vset1)(FL_ROUND_MAGIC);
     x = SUF(vselect)(x > hi, hi, x);
     x = SUF(vselect)(x < lo, lo, x);
-    V t = x * (R)1.4426950408889634; /* log2(e) */
-    V half = SUF(vselect)(t < 0, SUF(vset1)((R)-0.5), SUF(vset1)((R)0.5));
-    IV n = __builtin_convertvector(t + half, IV); /* round to nearest */
-    V nf = __builtin_convertvector(n, V);
+    const V sum = x * (R)1.4426950408889634 + magic; /* log2(e) x, rounded below */
+    const V nf = sum - magic;
+    const IV n = (IV)sum - (IV)magic;
     V r = x - nf * (R)0.693145751953125 - nf * (R)1.428606820309417232e-06; /* ln2 hi + lo */
-    V p = SUF(vset1)(1);
-    for (int k = FL_EXP_TERMS; k >= 2; k--) p = p * (r * ((R)1 / (R)k)) + (R)1;
+    V p = SUF(vset1)((R)fl_inv_factorial[FL_EXP_TERMS]);
+    for (int k = FL_EXP_TERMS - 1; k >= 1; k--) p = p * r + (R)fl_inv_factorial[k];
     *scale = (V)((UV)(n + FL_EXP_BIAS) << FL_MANT_BITS);
     return p * r;
 }
@@ -440,3 +442,4 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
 #undef FL_EXP_TERMS
 #undef FL_MANT_BITS
 #undef FL_EXP_BIAS
+#undef FL_ROUND_MAGIC
