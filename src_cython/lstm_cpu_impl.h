@@ -48,7 +48,7 @@ FL_INLINE V SUF(vexp_parts)(V x, V *scale) {
     const V magic = SUF(vset1)(FL_ROUND_MAGIC);
     x = SUF(vselect)(x > hi, hi, x);
     x = SUF(vselect)(x < lo, lo, x);
-    const V sum = x * (R)1.4426950408889634 + magic; /* log2(e) x, rounded below */
+    const V sum = x * (R)1.4426950408889634 + magic; /* log2(e) x, rounded by the add */
     const V nf = sum - magic;
     const IV n = (IV)sum - (IV)magic;
     V r = x - nf * (R)0.693145751953125 - nf * (R)1.428606820309417232e-06; /* ln2 hi + lo */
