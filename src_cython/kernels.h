@@ -16,6 +16,11 @@ typedef void (*fl_gemm_f32)(char *, char *, int *, int *, int *, float *, float 
 typedef void (*fl_gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *,
                             double *, int *, double *, double *, int *);
 
+/* Backward's gate gradients dz are rows of G = 4H plus this many bytes: a row of a
+ * power-of-two size would put the 6 rows a register block reads in the same L1 set. */
+#define FL_DZ_PAD_BYTES 64
+#define FL_DZ_LD(G, itemsize) ((G) + FL_DZ_PAD_BYTES / (itemsize))
+
 typedef void (*fl_forward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const float *xr, const float *wfi,
                                const float *wf, const float *bf, float *hbuf, float *cbuf,

@@ -24,6 +24,7 @@ ctypedef fused floating:
     double
 
 cdef extern from "dispatch.h" nogil:
+    int FL_DZ_PAD_BYTES  # dz rows are 4H items plus this many bytes (kernels.h)
     ctypedef void (*fl_gemm_f32)(char *, char *, int *, int *, int *, float *, float *, int *,
                                  float *, int *, float *, float *, int *)
     ctypedef void (*fl_gemm_f64)(char *, char *, int *, int *, int *, double *, double *,
@@ -164,7 +165,7 @@ cdef class PackedWeights:
 
 
 def _regions(int T, int B, int I, int H, Py_ssize_t M, bint packed_rows, bint backward,
-             bint hoist):
+             bint hoist, int itemsize):
     """(name, shape) of every scratch array of one call, forward's first."""
     out = [("hbuf", (2, B, H)), ("cbuf", (B, H))]
     if packed_rows:
@@ -172,10 +173,14 @@ def _regions(int T, int B, int I, int H, Py_ssize_t M, bint packed_rows, bint ba
     if hoist:
         out.append(("xw", (M, 4 * H)))
     if backward:
-        out.append(("dz", (M, 4 * H)))
+        out.append(("dz", (M, _dz_row(H, itemsize))))
         if packed_rows:
             out += [("dxp", (M, I)), ("hp", (M, H))]
     return out
+
+
+cdef int _dz_row(int H, int itemsize):
+    return 4 * H + FL_DZ_PAD_BYTES // itemsize  # FL_DZ_LD
 
 
 cdef Py_ssize_t _round64(Py_ssize_t n):
@@ -191,7 +196,8 @@ cdef class Workspace:
     for the input projection of every step, computed before the time loop by one GEMM
     (the kernels then skip the x terms in their steps). What only backward needs is
     there with backward=True (or added by for_backward()), so inference never allocates
-    it: dz [M][G] gate gradients and, with lengths, dxp [M][I] and hp [M][H].
+    it: dz [M][G + pad] gate gradients (rows padded: kernels.h FL_DZ_LD) and, with
+    lengths, dxp [M][I] and hp [M][H].
     """
     cdef readonly object arrays
     cdef readonly int T, B, n_in, H, itemsize
@@ -210,7 +216,7 @@ cdef class Workspace:
                bint backward=False, bint hoist=False):
         """Bytes of buffer a Workspace of this shape needs (64 for alignment included)."""
         cdef Py_ssize_t n = 64, itemsize = np.dtype(dtype).itemsize
-        for _, shape in _regions(T, B, I, H, M, packed_rows, backward, hoist):
+        for _, shape in _regions(T, B, I, H, M, packed_rows, backward, hoist, itemsize):
             n += _round64(itemsize * int(np.prod(shape)))
         return n
 
@@ -230,7 +236,7 @@ cdef class Workspace:
         self.arrays["buffer"] = buf
         cdef Py_ssize_t at = (-buf.ctypes.data) % 64
         cdef void *p
-        for name, shape in _regions(T, B, I, H, M, packed_rows, backward, hoist):
+        for name, shape in _regions(T, B, I, H, M, packed_rows, backward, hoist, self.itemsize):
             n = self.itemsize * int(np.prod(shape))
             a = self.arrays[name] = buf[at:at + n].view(dtype).reshape(shape)
             at += _round64(n)
@@ -257,7 +263,7 @@ cdef class Workspace:
     def for_backward(self):
         if self.dz == NULL:
             dtype = self.arrays["hbuf"].dtype
-            self.dz = self._new("dz", (self.M, 4 * self.H), dtype)
+            self.dz = self._new("dz", (self.M, _dz_row(self.H, self.itemsize)), dtype)
             if self.packed_rows:
                 self.dxp = self._new("dxp", (self.M, self.n_in), dtype)
                 self.hp = self._new("hp", (self.M, self.H), dtype)

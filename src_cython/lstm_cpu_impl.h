@@ -254,7 +254,8 @@ typedef struct {
     const R *gates, *tc; /* the forward's tape */
     const R *dy;         /* [T][B][H] */
     R *dh, *dc;          /* [B][H] sorted rows: dL/dh, dL/dc flowing back (dh_n, dc_n on entry) */
-    R *dz;               /* [M][G] out: dL/dz for every real (step, row) */
+    R *dz;               /* [M][LZ] out: dL/dz for every real (step, row) */
+    int LZ;              /* dz's row length, FL_DZ_LD(G) */
 } SUF(bwd_args);
 
 /* dz for the thread's active rows and unit blocks at step t, from dh, dc and the tape */
@@ -276,7 +277,7 @@ static void SUF(bwd_gates)(const SUF(bwd_args) *a, int t, fl_share s) {
             R *dhp = a->dh + (size_t)row * H + u0, *dcp = a->dc + (size_t)row * H + u0;
             const V dh = SUF(vload_n)(dhp, nu) + SUF(vload_n)(a->dy + at * H + u0, nu);
             const V dc = SUF(vload_n)(dcp, nu) + dh * o * (one - tanh_c * tanh_c);
-            R *dz = a->dz + (size_t)(off + row) * G + u0;
+            R *dz = a->dz + (size_t)(off + row) * a->LZ + u0;
             SUF(vstore_n)(dz, dc * g * i * (one - i), nu);
             SUF(vstore_n)(dz + H, dc * c_prev * f * (one - f), nu);
             SUF(vstore_n)(dz + 2 * H, dc * i * (one - g * g), nu);
@@ -299,7 +300,7 @@ FL_INLINE void SUF(bwd_block)(const SUF(bwd_args) *a, int t, int r, const int MB
     const R *dz[FL_MAX_ROWS];
     V acc[FL_MAX_ROWS][4];
     for (int m = 0; m < MB; m++) {
-        dz[m] = a->dz + (size_t)(off + r + m) * G;
+        dz[m] = a->dz + (size_t)(off + r + m) * a->LZ;
         for (int j = 0; j < 4; j++) acc[m][j] = SUF(vset1)(0);
     }
     for (int k = 0; k < G; k += KC) { /* G = 4H is a multiple of 4 */
@@ -397,7 +398,8 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
                                const R *dy, R *dh, R *dc, R *dz, const R *xr, const R *hr,
                                const R *w_ih, SUF(gemm_fn) gemm, R *dxr, R *dw_ih, R *dw_hh,
                                R *db, int tu, int nthreads) {
-    const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz};
+    const int LZ = FL_DZ_LD(4 * H, (int)sizeof(R));
+    const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz, LZ};
     const int nub = (H + VL - 1) / VL, G = 4 * H;
     const long M = off ? (long)off[T] : (long)T * B;
 #pragma omp parallel num_threads(nthreads)
@@ -414,17 +416,17 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
 #pragma omp barrier
         /* the weights are shared by every step: their gradients are sums over all of them */
         const int g0 = (int)fl_split(G, 0), g1 = (int)fl_split(G, 1);
-        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, NI, (int)M, dz + g0, G, xr, NI, 0,
+        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, NI, (int)M, dz + g0, LZ, xr, NI, 0,
                      dw_ih + (size_t)g0 * NI, NI);
-        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, H, (int)M, dz + g0, G, hr, H, 0,
+        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, H, (int)M, dz + g0, LZ, hr, H, 0,
                      dw_hh + (size_t)g0 * H, H);
         for (int g = g0; g < g1; g++) db[g] = 0;
         for (long m = 0; m < M; m++) {
-            const R *row = dz + m * G;
+            const R *row = dz + m * LZ;
             for (int g = g0; g < g1; g++) db[g] += row[g];
         }
         const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
-        SUF(gemm_rm)(gemm, 'N', 'N', (int)(m1 - m0), NI, G, dz + m0 * G, G, w_ih, NI, 0,
+        SUF(gemm_rm)(gemm, 'N', 'N', (int)(m1 - m0), NI, G, dz + m0 * LZ, LZ, w_ih, NI, 0,
                      dxr + m0 * NI, NI);
         fl_restore_fp(fp);
     }
