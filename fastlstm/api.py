@@ -321,7 +321,7 @@ class LSTM:
         """
         w = self._w
         try:
-            yield WeightViews(flat_views(w.flat, self._shapes), w.flat)
+            yield WeightViews(w.params, w.flat)  # w.params are views into w.flat already
         finally:
             self._w = _Weights(w.version + 1, w.flat, w.params, self._names, self.hidden_size)
 

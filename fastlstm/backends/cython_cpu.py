@@ -83,7 +83,7 @@ def _aligned(a):
     raw = np.empty(a.size * a.itemsize + 64, np.uint8)
     start = (-raw.ctypes.data) % 64
     out = raw[start:start + a.size * a.itemsize].view(a.dtype)
-    out[:] = a.ravel()
+    np.copyto(out.reshape(a.shape), a)  # one pass, even from a transposed view
     return out
 
 
