@@ -64,8 +64,10 @@ class _State:
 
     def __init__(self, param, names):
         self.shape, self.dtype = param.shape, param.dtype
-        self.slots = {name: np.zeros(param.shape, param.dtype) for name in names}
-        self.tmp = np.empty(param.shape, param.dtype)
+        # the param's own memory order (a Keras kernel is a transposed view of the engine's
+        # weights): every in-place ufunc of a step then runs over contiguous memory
+        self.slots = {name: np.zeros_like(param, order="K") for name in names}
+        self.tmp = np.empty_like(param, order="K")
         self.clip = None
 
 
@@ -196,7 +198,7 @@ class Optimizer:
                     grad = self._scratch(st, grad, scale)
             elif self.clipvalue:
                 if st.clip is None:
-                    st.clip = np.empty(st.shape, st.dtype)
+                    st.clip = np.empty_like(st.tmp)
                 np.clip(grad, -self.clipvalue, self.clipvalue, out=st.clip)
                 grad = st.clip
             if wd:
@@ -208,7 +210,7 @@ class Optimizer:
     @staticmethod
     def _scratch(st, grad, factor):
         if st.clip is None:
-            st.clip = np.empty(st.shape, st.dtype)
+            st.clip = np.empty_like(st.tmp)
         np.multiply(grad, factor, out=st.clip)
         return st.clip
 
