@@ -1,122 +1,95 @@
-"""Forecast the Canadian lynx population one year ahead with a fastlstm LSTM.
+"""Forecast the Canadian lynx population one year ahead, the Keras way, on fastlstm.
 
-Trains an LSTM(16) + linear head on log counts 1821-1920 with Adam, written out
-here over fastlstm's forward/backward, model.grads and model.update_weights(), then
-forecasts 1921-1934 one step ahead and compares with the seasonal-naive forecast
-(the count one 10-year cycle earlier). Run: python examples/lynx_forecast.py
+Trains `Sequential([LSTM(16), Dense(1)])` with Adam on standardised log counts 1821-1920
+(windows of 20 years -> the next year), forecasts 1921-1934 one step ahead and compares it
+with the naive forecast (last year's count) and the seasonal-naive one (the count one
+10-year cycle earlier). Writes a PNG of the forecast when matplotlib is installed.
+
+Run: python examples/lynx_forecast.py [--quick] [--plot lynx.png]
 """
+import argparse
+
 import numpy as np
 
-import fastlstm
 from fastlstm.data import load_lynx
+from fastlstm.keras import LSTM, Adam, Dense, Input, Sequential
+from fastlstm.keras.utils import set_random_seed, timeseries_windows
 
-WINDOW, TEST_YEARS, EPOCHS, HIDDEN, LR = 20, 14, 300, 16, 0.01
-
-
-def windows(series, window):
-    """Every run of `window` values that a next value follows.
-
-    Parameters
-    ----------
-    series : ndarray, shape (N,)
-        The series.
-    window : int
-        Values per input, less than N.
-
-    Returns
-    -------
-    x : ndarray, shape (N - window, window, 1)
-        The inputs, batch first, one feature.
-    target : ndarray, shape (N - window,)
-        The value after each input.
-    """
-    x = np.stack([series[i:i + window] for i in range(len(series) - window)])
-    return x[..., None], series[window:]
+WINDOW, TEST_YEARS, HIDDEN = 20, 14, 16
 
 
-def adam(params, grads, state, lr, t, b1=0.9, b2=0.999, eps=1e-8):
-    """One Adam step, in place.
-
-    Parameters
-    ----------
-    params : mapping of str to ndarray
-        The parameters, changed in place (views into a model's weights will do).
-    grads : mapping of str to ndarray
-        The gradient of each parameter, same names and shapes.
-    state : dict
-        Adam's moving averages per name; starts empty and is updated.
-    lr : float
-        Learning rate.
-    t : int
-        The step number, from 1 (for the bias correction).
-    b1, b2, eps : float
-        Adam's decay rates and its guard against division by zero.
-    """
-    for k in params:
-        m, v = state.setdefault(k, (np.zeros_like(params[k]), np.zeros_like(params[k])))
-        m = b1 * m + (1 - b1) * grads[k]
-        v = b2 * v + (1 - b2) * grads[k] ** 2
-        state[k] = (m, v)
-        params[k] -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-
-
-def main(epochs=EPOCHS, verbose=True):
+def main(quick=False, verbose=True, plot=None):
     """Train on 1821-1920, forecast 1921-1934 one year ahead.
 
     Parameters
     ----------
-    epochs : int, default 300
-        Full-batch training steps.
+    quick : bool, default False
+        Fewer epochs (50 instead of 100): for CI.
     verbose : bool, default True
-        Print the training loss every 50 epochs and the forecast year by year.
+        Print the forecast year by year and the RMSEs.
+    plot : str or None
+        Write a PNG of the series and the forecasts there (needs matplotlib).
 
     Returns
     -------
-    losses : list of float
-        The training MSE (on standardised log counts) of every epoch.
-    rmse_lstm, rmse_naive : float
-        RMSE of the LSTM's and the seasonal-naive forecast over 1921-1934, in lynx.
+    history : dict of str to list of float
+        fit's History.history (training MSE per epoch on standardised log counts).
+    rmse : dict of str to float
+        RMSE over 1921-1934, in lynx, of "lstm", "naive" and "seasonal-naive".
     """
+    set_random_seed(0)
     years, counts = load_lynx()
     logc = np.log10(counts.astype(np.float64))
     mean, std = logc[:-TEST_YEARS].mean(), logc[:-TEST_YEARS].std()
-    series = (logc - mean) / std
+    series = ((logc - mean) / std).astype(np.float32)
 
-    lstm = fastlstm.LSTM(1, HIDDEN, batch_first=True, dtype="float64", seed=0)
-    rng = np.random.default_rng(1)
-    head = {"w": rng.normal(0, 0.1, HIDDEN), "b": np.zeros(1)}
-    x, target = windows(series[:-TEST_YEARS], WINDOW)
-    state, losses = {}, []
-    for epoch in range(1, epochs + 1):
-        y, _ = lstm(x)
-        last = y[:, -1]                                   # (batch, HIDDEN)
-        err = last @ head["w"] + head["b"] - target
-        losses.append(float(np.mean(err ** 2)))
-        d_pred = 2 * err / len(err)                       # d MSE / d prediction
-        dy = np.zeros_like(y)
-        dy[:, -1] = np.outer(d_pred, head["w"])
-        lstm.backward(dy)
-        head_grads = {"w": last.T @ d_pred, "b": d_pred.sum(keepdims=True)}
-        with lstm.update_weights() as weights:            # in place: no copy, no checks
-            adam(weights, lstm.grads, state, LR, epoch)
-        adam(head, head_grads, state, LR, epoch)
-        if verbose and epoch % 50 == 0:
-            print(f"epoch {epoch:4d}  train MSE {losses[-1]:.4f}")
+    x, y = timeseries_windows(series[:-TEST_YEARS], WINDOW)          # (80, 20, 1), (80, 1)
+    model = Sequential([Input((WINDOW, 1)), LSTM(HIDDEN), Dense(1)])
+    model.compile(optimizer=Adam(learning_rate=0.01), loss="mse")
+    history = model.fit(x, y, epochs=50 if quick else 100, batch_size=len(x), verbose=0)
 
-    lstm.eval()
-    first = len(series) - TEST_YEARS
+    first = len(series) - TEST_YEARS                                   # one step ahead
     xt = np.stack([series[i - WINDOW:i] for i in range(first, len(series))])[..., None]
-    pred = lstm(xt)[0][:, -1] @ head["w"] + head["b"]
-    forecast = 10 ** (pred * std + mean)
+    forecast = 10 ** (model.predict(xt, verbose=0)[:, 0] * std + mean)
     actual = counts[first:]
-    naive = counts[first - 10:len(counts) - 10]
-    rmse = lambda f: float(np.sqrt(np.mean((f - actual) ** 2)))  # noqa: E731
+    forecasts = {"lstm": forecast, "naive": counts[first - 1:-1],
+                 "seasonal-naive": counts[first - 10:len(counts) - 10]}
+    rmse = {k: float(np.sqrt(np.mean((f - actual) ** 2))) for k, f in forecasts.items()}
     if verbose:
-        for yr, a, f, n in zip(years[first:], actual, forecast, naive):
-            print(f"{yr}  actual {a:5d}  lstm {f:7.0f}  seasonal-naive {n:5d}")
-        print(f"RMSE 1921-1934: lstm {rmse(forecast):.0f}, seasonal-naive {rmse(naive):.0f}")
-    return losses, rmse(forecast), rmse(naive)
+        for i, yr in enumerate(years[first:]):
+            print(f"{yr}  actual {actual[i]:5d}  lstm {forecast[i]:7.0f}  "
+                  f"naive {forecasts['naive'][i]:5d}  seasonal-naive "
+                  f"{forecasts['seasonal-naive'][i]:5d}")
+        print("RMSE 1921-1934: " + ", ".join(f"{k} {v:.0f}" for k, v in rmse.items()))
+    if plot:
+        _plot(years, counts, years[first:], forecasts, plot)
+    return history.history, rmse
+
+
+def _plot(years, counts, test_years, forecasts, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no plot: matplotlib is not installed (pip install matplotlib)")
+        return
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(years, counts, color="0.3", label="lynx trapped")
+    for name, style in (("lstm", "o-"), ("seasonal-naive", "x--")):
+        ax.plot(test_years, forecasts[name], style, label=f"{name} forecast")
+    ax.set_xlabel("year")
+    ax.set_ylabel("lynx")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer epochs (seconds)")
+    ap.add_argument("--plot", default="lynx_forecast.png", help="PNG to write ('' for none)")
+    args = ap.parse_args()
+    main(quick=args.quick, plot=args.plot or None)
