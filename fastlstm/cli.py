@@ -40,7 +40,7 @@ def build_parser():
     """The argument parser of the `fastlstm` command (its subcommands and options)."""
     from ._version import __version__
     from .backends import available_backends
-    from .benchmark.configs import CONFIGS
+    from .benchmark.configs import CONFIGS, PROGRAMS
     from .benchmark.peers import PEERS
     parser = argparse.ArgumentParser(prog="fastlstm", description="fastlstm: fast CPU LSTMs")
     parser.add_argument("--version", action="version", version=f"fastlstm {__version__}")
@@ -52,9 +52,11 @@ def build_parser():
 
     bench = sub.add_parser("bench", help="time forward and forward+backward of the built-in "
                                          "configs on every backend, side by side with peers")
-    bench.add_argument("--configs", type=_csv_choice(list(CONFIGS), "config"),
-                       help=f"comma-separated, from {', '.join(CONFIGS)} (default: all; with "
-                            "--scaling: mid,large)")
+    bench.add_argument("--configs", type=_csv_choice([*CONFIGS, *PROGRAMS], "config"),
+                       help=f"comma-separated, from {', '.join([*CONFIGS, *PROGRAMS])} "
+                            "(default: all; with --scaling: mid,large). seed-fit times the "
+                            "classic Keras program's whole fit in fastlstm.keras, PyTorch and "
+                            "Keras, each run in a fresh process")
     bench.add_argument("--backends", type=_csv_choice(available_backends(), "backend"),
                        default=available_backends(),
                        help="comma-separated available backends (default: all); the NumPy "
@@ -137,8 +139,10 @@ def cmd_bench(args, parser, argv):
     from .info import collect_info
     from .threads import default_num_threads, get_num_threads, set_num_threads
     args.configs_given = args.configs is not None
-    from .benchmark.configs import CONFIGS
-    args.configs = args.configs or list(CONFIGS)
+    from .benchmark.configs import CONFIGS, PROGRAMS
+    args.configs = args.configs or [*CONFIGS, *PROGRAMS]
+    programs = [c for c in args.configs if c in PROGRAMS]
+    args.configs = [c for c in args.configs if c in CONFIGS]
     if args.threads:
         set_num_threads(args.threads)
     threads = get_num_threads()
@@ -146,13 +150,16 @@ def cmd_bench(args, parser, argv):
     progress = _progress
     if args.scaling:
         from .benchmark.scaling import format_scaling, run_scaling
-        configs = args.configs if args.configs_given else ["mid", "large"]
+        configs = args.configs if args.configs_given and args.configs else ["mid", "large"]
         rows = run_scaling(args.backends, repeat, default_num_threads(), configs, progress)
         print(format_scaling(rows))
         _write_json(args.json, {"machine": collect_info(), "isa": isa.record(),
                                 "repeat": repeat, "scaling": rows})
         return 0
     peers = _peers(args.compare)
+    info = collect_info()
+    if not args.configs:  # programs only
+        return _bench_programs(args, programs, peers, threads, info)
     try:
         result = run_suite(args.configs, args.backends, peers, repeat, threads, progress,
                            gemm_n=1024 if args.quick else 2048,
@@ -160,7 +167,6 @@ def cmd_bench(args, parser, argv):
     except CheckFailed as exc:
         print(f"fastlstm bench: {exc}", file=sys.stderr)
         return 1
-    info = collect_info()
     isas = isa.record()
     versions = {p: peer_version(p) for p in result["peers"]}
     header = (f"fastlstm {__version__} bench: float32, {threads} threads, median of {repeat} "
@@ -171,10 +177,39 @@ def cmd_bench(args, parser, argv):
     if held_back:
         header += "\n" + held_back
     print(report.format_report(result, header, info))
+    if programs:
+        result["programs"] = _run_programs(args, programs, peers, threads)
+        if result["programs"] is None:
+            return 1
     _write_json(args.json, {"machine": info, "isa": isas, "versions": versions, **result})
     if args.plot:
         report.plot_ratios(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _run_programs(args, programs, peers, threads):
+    """Run and print the whole-program benchmarks (seed-fit); None when one failed."""
+    from .benchmark.seed_fit import format_seed_fit, run_seed_fit
+    out = {}
+    for name in programs:  # seed-fit is the only one so far
+        impls = ["fastlstm"] + [p for p in ("torch", "keras")
+                                if "auto" in args.compare or p in peers]
+        try:
+            out[name] = run_seed_fit(1 if args.quick else 3, threads, impls, _progress)
+        except RuntimeError as exc:
+            print(f"fastlstm bench: {exc}", file=sys.stderr)
+            return None
+        print("\n" + format_seed_fit(out[name]))
+    return out
+
+
+def _bench_programs(args, programs, peers, threads, info):
+    from .benchmark import isa
+    result = _run_programs(args, programs, peers, threads)
+    if result is None:
+        return 1
+    _write_json(args.json, {"machine": info, "isa": isa.record(), "programs": result})
     return 0
 
 

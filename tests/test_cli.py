@@ -209,3 +209,27 @@ def test_bench_isa_runs_in_this_process_when_its_environment_is_set(monkeypatch,
     assert data["isa"]["kernels"] == runnable[1]
     assert data["isa"]["environment"] == isa.environment(runnable[1])
     assert "running in a child process" not in capsys.readouterr().err
+
+
+def test_bench_seed_fit_times_the_whole_keras_program(capsys, tmp_path):
+    path = tmp_path / "fit.json"
+    assert main(["bench", "--configs", "seed-fit", "--quick", "--compare", "none",
+                 "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "seed-fit: LSTM(50, return_sequences) -> LSTM(50) -> Dense(1)" in out
+    run = json.loads(path.read_text())["programs"]["seed-fit"]
+    ours = run["impls"]["fastlstm"]
+    assert ours["fit_s"] > 0 and ours["last_loss"] < 0.05  # it learned the sine
+    assert run["program"]["epochs"] == 100 and run["ratios"] == {}
+
+
+def test_bench_seed_fit_refuses_a_run_that_did_not_learn(monkeypatch):
+    from fastlstm.benchmark import seed_fit
+
+    def fake_run(cmd, **kwargs):
+        out = json.dumps({"fit_s": 0.1, "first_loss": 0.5, "last_loss": 0.4, "version": "x"})
+        return subprocess.CompletedProcess(cmd, 0, stdout=out + "\n", stderr="")
+
+    monkeypatch.setattr(seed_fit.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match="seed-fit run of fastlstm did not learn"):
+        seed_fit.run_seed_fit(1, 1, ["fastlstm"], progress=lambda msg: None)

@@ -62,3 +62,8 @@ CONFIGS = {c.name: c for c in [
            about="mid with lengths over 50-100% of T (compare with mid: padded)",
            group="training batches"),
 ]}
+
+# Whole programs timed from a fresh process each (fastlstm/benchmark/seed_fit.py), named
+# like configs on the command line.
+PROGRAMS = {"seed-fit": "the classic Keras program (LSTM(50) x 2 + Dense, adam, 100 epochs) "
+                        "fitted in fastlstm.keras, PyTorch and Keras"}
