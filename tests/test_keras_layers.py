@@ -613,10 +613,18 @@ def test_set_weights_checks_everything_before_changing_anything():
             np.testing.assert_array_equal(a, b)
     with pytest.raises(TypeError, match="list"):
         layer.set_weights(np.zeros(3))
-    # the CuDNNLSTM bias (input and recurrent biases, 8H) is summed
+    # a Keras 2 CuDNNLSTM's weights (bias of 8H) are converted whole, kernels included:
+    # cuDNN reads each gate block of the kernel as a row-major (H, I) matrix
     b8 = np.arange(16.0)
-    layer.set_weights([good[0], good[1], b8])
-    np.testing.assert_array_equal(layer.get_weights()[2], b8[:8] + b8[8:])
+    k, rk = good[0], good[1]
+    layer.set_weights([k, rk, b8])
+    I, H = k.shape[0], rk.shape[0]
+    got_k, got_rk, got_b = layer.get_weights()
+    for g in range(4):
+        block = k[:, g * H:(g + 1) * H].ravel()          # stored row-major
+        np.testing.assert_array_equal(got_k[:, g * H:(g + 1) * H], block.reshape(H, I).T)
+        np.testing.assert_array_equal(got_rk[:, g * H:(g + 1) * H], rk[:, g * H:(g + 1) * H].T)
+    np.testing.assert_array_equal(got_b, b8[:8] + b8[8:])
     d = L.Dense(2)
     with pytest.raises(ValueError, match="not built"):
         d.set_weights([np.zeros((3, 2)), np.zeros(2)])

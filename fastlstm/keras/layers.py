@@ -26,6 +26,7 @@ import numpy as np
 import fastlstm
 
 from . import random as krandom
+from .cudnn import from_cudnn_weights
 
 __all__ = ["Layer", "LSTM", "Bidirectional", "Dense", "Dropout", "Embedding", "InputLayer",
            "Input", "LAYER_CLASSES", "deserialize", "reset_names"]
@@ -681,14 +682,18 @@ class _Recurrent(Layer):
         return fastlstm.to_keras(self._engine, reverse=bool(d))
 
     def _adapt_weights(self, weights):
-        # the old CuDNNLSTM's bias (8H: input and recurrent biases) -> Keras's one bias
+        # a Keras 2 CuDNNLSTM's weights (told apart by their 8H bias: input and recurrent
+        # biases) are converted whole: its kernels are in cuDNN's layout too
         per = 3 if self.use_bias else 2
         if self.use_bias and len(weights) == per * self._DIRECTIONS:
             for d in range(self._DIRECTIONS):
-                b = weights[per * d + 2]
-                if np.shape(b) == (8 * self.units,):
-                    b = _as_array(b, "bias", _where(self))
-                    weights[per * d + 2] = b[:4 * self.units] + b[4 * self.units:]
+                k, rk, b = weights[per * d:per * d + 3]
+                if np.shape(b) == (8 * self.units,) and np.ndim(k) == 2 and np.ndim(rk) == 2 \
+                        and np.shape(k)[1:] == np.shape(rk)[1:] == (4 * self.units,):
+                    where = _where(self)
+                    weights[per * d:per * d + 3] = from_cudnn_weights(
+                        _as_array(k, "kernel", where), _as_array(rk, "recurrent_kernel", where),
+                        _as_array(b, "bias", where))
         return weights
 
     def _assign(self, arrays):

@@ -44,6 +44,8 @@ import zipfile
 
 import numpy as np
 
+from .cudnn import from_cudnn_weights
+
 CONFIG_NAME = "config.json"
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "model.weights.h5"
@@ -738,19 +740,6 @@ def _legacy_name_path(name, where):
     return name
 
 
-def _from_cudnn(kernel, recurrent_kernel, bias):
-    """Keras LSTM weights from Keras 2 CuDNNLSTM ones, as Keras 2's own converter did:
-    cuDNN reads each gate's block of the stored kernel as a row-major (H, I) matrix and
-    each recurrent block as (H_out, H_in); the 8H bias is input bias, then recurrent."""
-    inputs, gates = kernel.shape
-    units = gates // 4
-    kernel = np.concatenate([blk.reshape(units, inputs).T
-                             for blk in np.split(kernel, 4, axis=1)], axis=1)
-    recurrent_kernel = np.concatenate([blk.T for blk in np.split(recurrent_kernel, 4, axis=1)],
-                                      axis=1)
-    return [kernel, recurrent_kernel, bias[:gates] + bias[gates:]]
-
-
 def _read_legacy_weights(h5py, group, model, where):
     """[(layer, arrays)] from a Keras 2 weights group: layers in order, each with its
     weight_names list (Keras 2 loads by order, not by name)."""
@@ -798,7 +787,7 @@ def _read_legacy_weights(h5py, group, model, where):
             continue
         for j in range(0, len(arrays), 3):
             if arrays[j + 2].shape[0] == 2 * arrays[j].shape[1]:
-                arrays[j:j + 3] = _from_cudnn(*arrays[j:j + 3])
+                arrays[j:j + 3] = from_cudnn_weights(*arrays[j:j + 3])
     return loaded
 
 
