@@ -16,6 +16,9 @@ import pytest
 
 import fastlstm
 import fastlstm.data
+import fastlstm.keras
+import fastlstm.keras.saving
+import fastlstm.keras.utils
 
 # Named here as well as discovered below, so that a discovery that finds nothing (or an
 # __all__ that lost a name) fails instead of silently checking less.
@@ -25,6 +28,21 @@ EXPECTED_FUNCTIONS = {"fastlstm.LSTM", "fastlstm.load", "fastlstm.available_back
                       "fastlstm.from_torch", "fastlstm.data.load_lynx"}
 EXPECTED_LSTM_METHODS = {"forward", "backward", "train", "eval", "state_dict",
                          "load_state_dict", "save", "from_state_dict"}
+
+# The Keras-style API (fastlstm.keras): its classes and functions, and the public methods
+# of Sequential that are checked.
+KERAS_NAMES = ("Sequential", "LSTM", "Bidirectional", "Dense", "Dropout", "Embedding",
+               "Input", "Adam", "SGD", "RMSprop", "AdamW", "EarlyStopping",
+               "ModelCheckpoint", "History", "load_model", "save_model")
+KERAS_UTILS = ("set_random_seed", "timeseries_windows", "pad_sequences", "to_categorical")
+KERAS_SAVING = ("save_weights", "load_weights")
+SEQUENTIAL_METHODS = ("compile", "fit", "evaluate", "predict", "predict_on_batch",
+                      "train_on_batch", "test_on_batch", "summary", "get_weights",
+                      "set_weights", "save", "reset_states", "add", "build")
+EXPECTED_KERAS = ({f"fastlstm.keras.{n}" for n in KERAS_NAMES}
+                  | {f"fastlstm.keras.utils.{n}" for n in KERAS_UTILS}
+                  | {f"fastlstm.keras.saving.{n}" for n in KERAS_SAVING}
+                  | {f"fastlstm.keras.Sequential.{n}" for n in SEQUENTIAL_METHODS})
 
 
 def _public_lstm_methods():
@@ -43,7 +61,21 @@ def _documented_objects():
     out.append(("fastlstm.data.load_lynx", fastlstm.data.load_lynx))
     out += [(f"fastlstm.LSTM.{name}", getattr(fastlstm.LSTM, name))
             for name in _public_lstm_methods()]
+    out += _keras_objects()
     return out
+
+
+def _keras_objects():
+    """(qualified name, object) for the fastlstm.keras API the docs promise."""
+    out = [(f"fastlstm.keras.{name}", getattr(fastlstm.keras, name)) for name in KERAS_NAMES]
+    out += [(f"fastlstm.keras.utils.{name}", getattr(fastlstm.keras.utils, name))
+            for name in KERAS_UTILS]
+    out += [(f"fastlstm.keras.saving.{name}", getattr(fastlstm.keras.saving, name))
+            for name in KERAS_SAVING]
+    out += [(f"fastlstm.keras.Sequential.{name}", getattr(fastlstm.keras.Sequential, name))
+            for name in SEQUENTIAL_METHODS]
+    return [(name, obj) for name, obj in out
+            if inspect.isclass(obj) or inspect.isfunction(obj)]
 
 
 def is_exception(obj):
@@ -63,6 +95,7 @@ def test_the_checked_list_is_complete():
     methods = {n.rsplit(".", 1)[1] for n in names if n.startswith("fastlstm.LSTM.")}
     assert EXPECTED_LSTM_METHODS <= methods, \
         f"LSTM methods not checked: {sorted(EXPECTED_LSTM_METHODS - methods)}"
+    assert EXPECTED_KERAS <= names, f"not checked: {sorted(EXPECTED_KERAS - names)}"
 
 
 # --- a small numpy-docstring reader ----------------------------------------------------

@@ -78,9 +78,13 @@ def _has_batch_hooks(callback):
 
 class History(Callback):
     """Records each epoch's logs: `history` = {"loss": [...], "val_loss": [...], ...} and
-    `epoch` = the epoch indices. fit returns it and sets `model.history` to it."""
+    `epoch` = the epoch indices. fit returns it and sets `model.history` to it.
+
+    It takes no parameters.
+    """
 
     def __init__(self):
+        """Create an empty history (no parameters)."""
         super().__init__()
         self.history = {}
         self.epoch = []
@@ -140,10 +144,37 @@ class EarlyStopping(Callback):
     `start_from_epoch`: epochs before it are not monitored. With restore_best_weights the
     best epoch's weights are put back when training ends (also when it ran to the end).
     A monitor missing from the logs warns and does nothing.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The log to watch.
+    min_delta : float, default 0
+        The smallest change that counts as an improvement (its absolute value is used).
+    patience : int, default 0
+        Epochs without improvement before training stops.
+    verbose : int, default 0
+        Non-zero prints a message when training is stopped and when the best weights are
+        restored.
+    mode : "auto", "min" or "max", default "auto"
+        The direction of improvement.
+    baseline : float, optional
+        A value improvements must also beat to reset the wait.
+    restore_best_weights : bool, default False
+        Put the best epoch's weights back when training ends.
+    start_from_epoch : int, default 0
+        Epochs before it are not monitored.
+
+    Raises
+    ------
+    ValueError
+        If monitor is not a non-empty str, min_delta or baseline is not a number,
+        patience or start_from_epoch is not an int >= 0, or mode is unknown.
     """
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
+        """Create the callback; the arguments are documented in the class docstring."""
         super().__init__()
         who = "EarlyStopping"
         self.monitor = _check_monitor(monitor, who)
@@ -234,19 +265,41 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the model (or its weights) at the end of each epoch, as Keras 3 does.
 
+    Parameters
+    ----------
     filepath : str or path
         May hold format fields filled from the epoch (1-based) and the logs, e.g.
         "ckpt/model-{epoch:02d}-{val_loss:.2f}.keras". A `.keras` path for the whole model
         (model.save), a `.weights.h5` path with save_weights_only=True. Folders are made.
-    monitor, mode : the value compared with save_best_only (mode "auto": names containing
-        "acc" rise, the others fall, Keras's rule for this callback).
-    save_best_only : save only when `monitor` improves on the best so far.
-    initial_value_threshold : the best value to beat at the start.
+    monitor : str, default "val_loss"
+        The value compared with save_best_only.
+    verbose : int, default 0
+        Non-zero prints a message when the model is saved (or not improved).
+    save_best_only : bool, default False
+        Save only when `monitor` improves on the best so far.
+    save_weights_only : bool, default False
+        Save the weights alone (model.save_weights) instead of the model.
+    mode : "auto", "min" or "max", default "auto"
+        The direction of improvement ("auto": names containing "acc" rise, the others
+        fall, Keras's rule for this callback).
+    save_freq : "epoch"
+        Only "epoch" is supported (anything else is a ValueError).
+    initial_value_threshold : float, optional
+        The best value to beat at the start.
+
+    Raises
+    ------
+    TypeError
+        If filepath is not a str or path.
+    ValueError
+        If monitor, mode or save_freq is invalid, or filepath does not end in ".keras"
+        (".weights.h5" with save_weights_only=True).
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):
+        """Create the callback; the arguments are documented in the class docstring."""
         super().__init__()
         who = "ModelCheckpoint"
         try:

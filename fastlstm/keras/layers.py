@@ -776,6 +776,59 @@ class LSTM(_Recurrent):
     Supported: activation "tanh", recurrent_activation "sigmoid", recurrent_dropout 0,
     no regularizers or constraints; the others are ValueErrors naming the setting.
     `unroll`, `use_cudnn`, `implementation` change nothing here and are accepted.
+
+    Parameters
+    ----------
+    units : int
+        The size of the state and output (positive).
+    activation : "tanh"
+        Only "tanh" is supported (anything else is a ValueError).
+    recurrent_activation : "sigmoid"
+        Only "sigmoid" is supported (anything else is a ValueError).
+    use_bias : bool, default True
+    kernel_initializer : str or dict, default "glorot_uniform"
+    recurrent_initializer : str or dict, default "orthogonal"
+    bias_initializer : str or dict, default "zeros"
+    unit_forget_bias : bool, default True
+        Add 1 to the forget gate's bias at initialisation.
+    kernel_regularizer, recurrent_regularizer, bias_regularizer : None
+        Not supported: anything but None is a ValueError.
+    activity_regularizer : None
+        Not supported: anything but None is a ValueError.
+    kernel_constraint, recurrent_constraint, bias_constraint : None
+        Not supported: anything but None is a ValueError.
+    dropout : float in [0, 1), default 0.0
+        Input dropout in training.
+    recurrent_dropout : 0
+        Only 0 is supported (anything else is a ValueError).
+    seed : int, optional
+        Seed of the dropout masks.
+    return_sequences : bool, default False
+        Output every step (batch, steps, units) instead of the last (batch, units).
+    return_state : bool, default False
+        Calling the layer returns [y, h, c].
+    go_backwards : bool, default False
+        Run the steps last to first.
+    stateful : bool, default False
+        Carry the final state of a batch into the next (a fixed batch size is needed).
+    unroll : bool, default False
+        Accepted for Keras compatibility; ignored.
+    zero_output_for_mask : bool, default False
+        Masked steps output 0 instead of the previous output.
+    use_cudnn : "auto", True or False, default "auto"
+        Accepted for Keras compatibility; ignored (other values are a ValueError).
+    implementation : int, default 2
+        Accepted for Keras compatibility; ignored.
+    **kwargs
+        Keras's base-layer keywords (name, input_shape, batch_size, batch_input_shape,
+        trainable, dtype): see Layer. Any other keyword is a TypeError.
+
+    Raises
+    ------
+    ValueError
+        For an unsupported setting (see above) or an invalid value.
+    TypeError
+        For an unknown keyword argument.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -787,6 +840,7 @@ class LSTM(_Recurrent):
                  recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
                  zero_output_for_mask=False, use_cudnn="auto", implementation=2, **kwargs):
+        """Create the layer; the arguments are documented in the class docstring."""
         super().__init__(**kwargs)
         where = _where(self)
         self.units = _positive_int(units, "units", where)
@@ -1035,12 +1089,36 @@ class Bidirectional(_Recurrent):
     mask shared by both directions (Keras draws one per direction).
     merge_mode=None (two outputs), a go_backwards or stateful LSTM, and a backward_layer
     that is not the mirror of `layer` are ValueErrors.
+
+    Parameters
+    ----------
+    layer : LSTM or dict
+        The forward LSTM (or its Keras config entry); its settings (units, dropout,
+        return_sequences, return_state, seed, initializers, ...) are the wrapper's.
+    merge_mode : "concat", "sum", "mul" or "ave", default "concat"
+        How the two directions' outputs are combined (None is not supported).
+    weights : list of array_like, optional
+        Initial weights, set when the layer is built (get_weights()'s order).
+    backward_layer : LSTM or dict, optional
+        The backward LSTM; it must mirror `layer` with go_backwards=True.
+    **kwargs
+        Keras's base-layer keywords (name, input_shape, batch_size, batch_input_shape,
+        trainable, dtype): see Layer. Any other keyword is a TypeError.
+
+    Raises
+    ------
+    ValueError
+        For merge_mode None or unknown, a go_backwards or stateful `layer`, a wrapped
+        config that is not an LSTM, or a backward_layer that is not the mirror of `layer`.
+    TypeError
+        If layer (or backward_layer) is not an LSTM layer.
     """
 
     _DIRECTIONS = 2
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
                  **kwargs):
+        """Create the layer; the arguments are documented in the class docstring."""
         if isinstance(layer, Mapping):
             cls_name, cfg = _layer_entry(layer)
             if cls_name != "LSTM":
@@ -1233,13 +1311,45 @@ class Dense(Layer):
     """Keras's Dense: y = activation(x @ kernel + bias) on the last axis (per step on
     (batch, steps, features) input). kernel (in, units) glorot_uniform, bias zeros.
     Activations from fastlstm.keras.activations ("linear", "relu", "sigmoid", "tanh",
-    "softmax"). The mask passes through."""
+    "softmax"). The mask passes through.
+
+    Parameters
+    ----------
+    units : int
+        The output size (positive).
+    activation : str or callable, optional
+        From fastlstm.keras.activations; None is "linear".
+    use_bias : bool, default True
+    kernel_initializer : str or dict, default "glorot_uniform"
+    bias_initializer : str or dict, default "zeros"
+    kernel_regularizer, bias_regularizer, activity_regularizer : None
+        Not supported: anything but None is a ValueError.
+    kernel_constraint, bias_constraint : None
+        Not supported: anything but None is a ValueError.
+    lora_rank : None
+        Not supported: anything but None is a ValueError.
+    lora_alpha : optional
+        Accepted for Keras compatibility; ignored.
+    quantization_config : None
+        Not supported: anything but None is a ValueError.
+    **kwargs
+        Keras's base-layer keywords (name, input_shape, batch_size, batch_input_shape,
+        trainable, dtype): see Layer. Any other keyword is a TypeError.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, an unsupported setting or an invalid value.
+    TypeError
+        For an unknown keyword argument.
+    """
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, lora_rank=None,
                  lora_alpha=None, quantization_config=None, **kwargs):
+        """Create the layer; the arguments are documented in the class docstring."""
         super().__init__(**kwargs)
         from . import activations
         where = _where(self)
@@ -1337,9 +1447,30 @@ class Dense(Layer):
 class Dropout(Layer):
     """Keras's Dropout: in training, each unit is zeroed with probability `rate` and the
     kept ones scaled by 1/(1-rate); identity in inference. noise_shape (None entries
-    take x's size) shares the mask over axes of size 1. The mask passes through."""
+    take x's size) shares the mask over axes of size 1. The mask passes through.
+
+    Parameters
+    ----------
+    rate : float in [0, 1]
+        The probability of zeroing a unit.
+    noise_shape : tuple of int or None, optional
+        The mask's shape; None entries take x's size.
+    seed : int, optional
+        Seed of the masks.
+    **kwargs
+        Keras's base-layer keywords (name, input_shape, batch_size, batch_input_shape,
+        trainable, dtype): see Layer. Any other keyword is a TypeError.
+
+    Raises
+    ------
+    ValueError
+        If rate, noise_shape or seed is invalid.
+    TypeError
+        For an unknown keyword argument.
+    """
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        """Create the layer; the arguments are documented in the class docstring."""
         super().__init__(**kwargs)
         where = _where(self)
         self.rate = _rate(rate, "rate", where, allow_one=True)
@@ -1391,12 +1522,44 @@ class Embedding(Layer):
     """Keras's Embedding: integer ids (any shape) -> rows of `embeddings` (input_dim,
     output_dim), initialised uniform in [-0.05, 0.05]. Ids must be whole numbers in
     [0, input_dim) (a ValueError otherwise). With mask_zero=True the output's mask is
-    ids != 0. backward returns None (ids have no gradient)."""
+    ids != 0. backward returns None (ids have no gradient).
+
+    Parameters
+    ----------
+    input_dim : int
+        The number of ids (positive).
+    output_dim : int
+        The size of each row (positive).
+    embeddings_initializer : str or dict, default "uniform"
+    embeddings_regularizer, embeddings_constraint : None
+        Not supported: anything but None is a ValueError.
+    mask_zero : bool, default False
+        Output the mask ids != 0.
+    weights : list of array_like, optional
+        Initial weights ([embeddings]), set when the layer is built.
+    lora_rank, quantization_config, activity_regularizer : None
+        Not supported: anything but None is a ValueError.
+    lora_alpha : optional
+        Accepted for Keras compatibility; ignored.
+    input_length : optional
+        Accepted for Keras compatibility (deprecated there); ignored.
+    **kwargs
+        Keras's base-layer keywords (name, input_shape, batch_size, batch_input_shape,
+        trainable, dtype): see Layer. Any other keyword is a TypeError.
+
+    Raises
+    ------
+    ValueError
+        For an unsupported setting or an invalid value.
+    TypeError
+        For an unknown keyword argument.
+    """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
                  weights=None, lora_rank=None, lora_alpha=None, quantization_config=None,
                  input_length=None, activity_regularizer=None, **kwargs):
+        """Create the layer; the arguments are documented in the class docstring."""
         super().__init__(**kwargs)
         where = _where(self)
         self.input_dim = _positive_int(input_dim, "input_dim", where)
@@ -1563,8 +1726,39 @@ class InputLayer(Layer):
 
 def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
           tensor=None, optional=False):
-    """keras.Input: an InputLayer (a Sequential's first item) declaring the input shape
-    without the batch dim, e.g. Input((10, 1)) for 10 steps of 1 feature."""
+    """keras.Input: an InputLayer (a Sequential's first item) declaring the input shape.
+
+    Parameters
+    ----------
+    shape : tuple of int or None
+        The input shape without the batch dim, e.g. (10, 1) for 10 steps of 1 feature.
+    batch_size : int, optional
+        A fixed batch size (a stateful model's).
+    dtype : str, optional
+        The input's NumPy dtype name, default "float32" (e.g. "int32" ids for an
+        Embedding).
+    sparse : bool, optional
+        Not supported: True is a ValueError.
+    batch_shape : tuple, optional
+        The shape with the batch dim, instead of shape and batch_size.
+    name : str, optional
+        The layer's name.
+    tensor : None
+        Not supported: anything but None is a ValueError.
+    optional : bool, default False
+        Not supported: True is a ValueError.
+
+    Returns
+    -------
+    InputLayer
+        The layer, to put first in a Sequential.
+
+    Raises
+    ------
+    ValueError
+        If neither or both of shape and batch_shape are given, a shape or dtype is
+        invalid, or an unsupported setting is used.
+    """
     return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
                       batch_shape=batch_shape, input_tensor=tensor, optional=optional,
                       name=name)

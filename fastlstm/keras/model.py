@@ -217,12 +217,22 @@ class Sequential:
     name : str, optional
         Default "sequential", "sequential_1", ...
 
+    Raises
+    ------
+    ValueError
+        If name is not a non-empty str, or a layer cannot be added (see `add`).
+    TypeError
+        If layers is not a layer or a list/tuple of fastlstm.keras layers.
+
+    Notes
+    -----
     The input shape comes from an `Input(shape)` first item, from the first layer's
     `input_shape=` (with `batch_size=` for a stateful model), from `build(input_shape)`,
     or else from the first data the model sees (fit, predict, evaluate, ...).
     """
 
     def __init__(self, layers=None, trainable=True, name=None):
+        """Create the model; the arguments are documented in the class docstring."""
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Sequential: name must be a non-empty str, got {name!r}")
         self.name = name if name is not None else klayers._unique_name("sequential")
@@ -272,9 +282,26 @@ class Sequential:
             layer.trainable = bool(value)
 
     def add(self, layer):
-        """Append a layer. An InputLayer (`Input(shape)`) may only come first; layer names
-        must be unique within the model. A layer added to a built model is built at once
-        for the previous layer's output."""
+        """Append a layer to the model.
+
+        An InputLayer (`Input(shape)`) may only come first; layer names must be unique
+        within the model. A layer added to a built model is built at once for the previous
+        layer's output; a model whose input shape is known is built when a layer is added.
+
+        Parameters
+        ----------
+        layer : Layer
+            A fastlstm.keras layer (LSTM, Dense, Input(shape), ...).
+
+        Raises
+        ------
+        TypeError
+            If layer is not a fastlstm.keras layer.
+        ValueError
+            If an InputLayer is not the first item, or another layer of the model already
+            has layer's name. Errors from building the layer propagate (the layer is then
+            not added).
+        """
         if not isinstance(layer, klayers.Layer):
             raise TypeError(f"Sequential.add: layer must be a fastlstm.keras layer (e.g. "
                             f"LSTM, Dense, Input(shape)), got {type(layer).__name__}")
@@ -348,8 +375,22 @@ class Sequential:
         return (input_shape[0],) + shape
 
     def build(self, input_shape=None):
-        """Create every layer's weights for inputs of `input_shape`, batch dim first, e.g.
-        (None, 10, 1) for 10 steps of 1 feature. A built model only checks the shape."""
+        """Create every layer's weights for inputs of `input_shape`.
+
+        A built model only checks the shape against the one it was built for.
+
+        Parameters
+        ----------
+        input_shape : tuple of int or None, optional
+            The input shape with the batch dim first, e.g. (None, 10, 1) for 10 steps of 1
+            feature. Default: the shape of the model's `Input(shape)` first item.
+
+        Raises
+        ------
+        ValueError
+            If input_shape is None and the model has no Input, if it is not a tuple/list of
+            at least 2 positive ints or None, or if it does not match a built model's.
+        """
         if input_shape is None:
             inp = self._input_layer()
             if inp is None:
@@ -505,12 +546,39 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
-        """Keras's compile: the optimizer ("adam", "sgd", "rmsprop", "adamw" or an
-        instance), the loss ("mse", "sparse_categorical_crossentropy", ... or an instance)
-        and the metrics to log (["mae"], ["accuracy"], ...). An optimizer given by name
-        starts fresh; an instance keeps its state. run_eagerly, steps_per_execution,
-        jit_compile and auto_scale_loss change nothing here; loss_weights and
-        weighted_metrics are not supported."""
+        """Configure the model for training (Keras's compile).
+
+        Parameters
+        ----------
+        optimizer : str or Optimizer, default "rmsprop"
+            "adam", "sgd", "rmsprop", "adamw" or an optimizer instance. An optimizer given
+            by name starts fresh; an instance keeps its state.
+        loss : str or Loss, optional
+            "mse", "sparse_categorical_crossentropy", ... or a loss instance. Required
+            before fit / evaluate.
+        metrics : str or list, optional
+            The metrics to log (["mae"], ["accuracy"], ...).
+        loss_weights : None
+            Not supported: anything but None raises ValueError.
+        weighted_metrics : None
+            Not supported: anything but None raises ValueError.
+        run_eagerly : bool, default False
+            Accepted for Keras compatibility; ignored.
+        steps_per_execution : int, default 1
+            Accepted for Keras compatibility; ignored.
+        jit_compile : default "auto"
+            Accepted for Keras compatibility; ignored.
+        auto_scale_loss : bool, default True
+            Accepted for Keras compatibility; ignored.
+
+        Raises
+        ------
+        ValueError
+            If loss_weights or weighted_metrics is given, if the optimizer, loss or a
+            metric is an unknown name, or if metric names are not unique or are "loss".
+        TypeError
+            If the optimizer, loss or a metric is of a type that is not accepted.
+        """
         from . import losses, metrics as kmetrics, optimizers
         if loss_weights is not None:
             raise ValueError("compile: loss_weights is not supported (a Sequential has one "
@@ -639,19 +707,64 @@ class Sequential:
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
-        """Train for `epochs` epochs (Keras's fit); returns a History whose `history` dict
-        holds "loss", each metric, and "val_loss" / "val_<metric>" with validation.
+        """Train the model for `epochs` epochs (Keras's fit).
 
-        batch_size: default 32 (a stateful model's fixed batch size). validation_split: the
-        LAST fraction of x and y (taken before shuffling), as in Keras. validation_data:
-        (x_val, y_val); it overrides validation_split. shuffle: a fresh order each epoch
-        from fastlstm.keras.random (a stateful model never shuffles: its batches run in
-        order). verbose: "auto"/1 a progress bar per epoch, 2 one line per epoch, 0 quiet.
         Logged values are means over the epoch's batches weighted by batch size (Keras's).
+        Every argument and the data are checked before training.
 
-        Raises FloatingPointError naming the epoch and batch if the loss (or a gradient)
-        becomes NaN or inf; that batch's update is not applied, so the weights are those
-        after the previous batch. Every argument and the data are checked before training.
+        Parameters
+        ----------
+        x : array_like
+            The inputs, samples first.
+        y : array_like
+            The targets, one per sample of x (required).
+        batch_size : int, optional
+            Default 32 (a stateful model's fixed batch size).
+        epochs : int, default 1
+            The index of the last epoch + 1: epochs initial_epoch .. epochs - 1 run
+            (as in Keras).
+        verbose : "auto", 0, 1 or 2, default "auto"
+            "auto"/1 a progress bar per epoch, 2 one line per epoch, 0 quiet.
+        callbacks : list of Callback, optional
+            fastlstm.keras.callbacks objects (EarlyStopping, ModelCheckpoint, ...).
+        validation_split : float in [0, 1), default 0.0
+            The LAST fraction of x and y (taken before shuffling) is held out for
+            validation, as in Keras.
+        validation_data : tuple, optional
+            (x_val, y_val); it overrides validation_split.
+        shuffle : bool, default True
+            A fresh order each epoch from fastlstm.keras.random (a stateful model never
+            shuffles: its batches run in order). "batch" is not supported.
+        class_weight : None
+            Not supported: anything but None raises ValueError.
+        sample_weight : None
+            Not supported: anything but None raises ValueError.
+        initial_epoch : int, default 0
+            The epoch to start at (for resuming a run).
+        steps_per_epoch : None
+            Not supported: anything but None raises ValueError.
+        validation_steps : None
+            Not supported: anything but None raises ValueError.
+        validation_batch_size : int, optional
+            The batch size of validation; default batch_size.
+        validation_freq : int, default 1
+            Validate after every validation_freq-th epoch.
+
+        Returns
+        -------
+        History
+            Its `history` dict holds "loss", each metric, and "val_loss" /
+            "val_<metric>" with validation.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, an argument is invalid or unsupported, y is
+            missing, or the data do not fit the model.
+        FloatingPointError
+            Naming the epoch and batch, if the loss (or a gradient) becomes NaN or inf;
+            that batch's update is not applied, so the weights are those after the
+            previous batch.
         """
         self._require_compiled("fit")
         verbose = _check_verbose(verbose)
@@ -801,8 +914,38 @@ class Sequential:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
-        """The loss and metrics on (x, y), in inference mode: the loss alone, or
-        [loss, *metrics], or a dict with return_dict=True."""
+        """The loss and metrics on (x, y), in inference mode.
+
+        Parameters
+        ----------
+        x : array_like
+            The inputs, samples first.
+        y : array_like
+            The targets (required).
+        batch_size : int, optional
+            Default 32 (a stateful model's fixed batch size).
+        verbose : "auto", 0, 1 or 2, default "auto"
+            Progress display, as in fit.
+        sample_weight : None
+            Not supported: anything but None raises ValueError.
+        steps : None
+            Not supported: anything but None raises ValueError.
+        callbacks : list of Callback, optional
+            Their on_test_begin / on_test_end hooks are called.
+        return_dict : bool, default False
+            Return a dict {name: value}.
+
+        Returns
+        -------
+        float, list of float or dict
+            The loss alone, or [loss, *metrics], or a dict with return_dict=True.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, sample_weight or steps is given, y is missing, or
+            the data do not fit the model.
+        """
         self._require_compiled("evaluate")
         verbose = _check_verbose(verbose)
         if sample_weight is not None or steps is not None:
@@ -844,10 +987,34 @@ class Sequential:
         return out
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """The model's outputs for x, in inference mode (dropout off), batch by batch:
-        an array of the last layer's dtype (float32 unless built as float64). A stateful
-        model runs its batches in order, carrying its state across them and across calls
-        until reset_states()."""
+        """The model's outputs for x, in inference mode (dropout off), batch by batch.
+
+        A stateful model runs its batches in order, carrying its state across them and
+        across calls until reset_states().
+
+        Parameters
+        ----------
+        x : array_like
+            The inputs, samples first.
+        batch_size : int, optional
+            Default 32 (a stateful model's fixed batch size).
+        verbose : "auto", 0, 1 or 2, default "auto"
+            Progress display, as in fit.
+        steps : None
+            Not supported: anything but None raises ValueError.
+        callbacks : list of Callback, optional
+            Their on_predict_begin / on_predict_end hooks are called.
+
+        Returns
+        -------
+        ndarray
+            The outputs, of the last layer's dtype (float32 unless built as float64).
+
+        Raises
+        ------
+        ValueError
+            If steps is given or x does not fit the model.
+        """
         verbose = _check_verbose(verbose)
         if steps is not None:
             raise ValueError("predict: steps is not supported (only None)")
@@ -860,7 +1027,18 @@ class Sequential:
         return out
 
     def predict_on_batch(self, x):
-        """The outputs for x as one batch, in inference mode."""
+        """The outputs for x as one batch, in inference mode.
+
+        Parameters
+        ----------
+        x : array_like
+            The inputs, samples first (a stateful model's fixed batch size of them).
+
+        Returns
+        -------
+        ndarray
+            The outputs.
+        """
         x = self._prepare_x(x)
         self._check_one_batch(x)
         y, _ = self._forward(self.layers, x, False)
@@ -874,9 +1052,35 @@ class Sequential:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
-        """One optimizer step on (x, y) as one batch. Returns this batch's loss, or
-        [loss, *metrics] (a dict with return_dict=True); the values are computed before
-        the update, as in fit."""
+        """One optimizer step on (x, y) as one batch.
+
+        Parameters
+        ----------
+        x : array_like
+            The inputs, samples first.
+        y : array_like
+            The targets (required).
+        sample_weight : None
+            Not supported: anything but None raises ValueError.
+        class_weight : None
+            Not supported: anything but None raises ValueError.
+        return_dict : bool, default False
+            Return a dict {name: value}.
+
+        Returns
+        -------
+        float, list of float or dict
+            This batch's loss, or [loss, *metrics] (a dict with return_dict=True); the
+            values are computed before the update, as in fit.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, sample_weight or class_weight is given, y is
+            missing, or the data do not fit the model.
+        FloatingPointError
+            If the loss or a gradient becomes NaN or inf; the update is then not applied.
+        """
         self._require_compiled("train_on_batch")
         if sample_weight is not None or class_weight is not None:
             raise ValueError("train_on_batch: sample_weight and class_weight are not "
@@ -896,7 +1100,30 @@ class Sequential:
         return self._batch_result(value, len(x), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """The loss (and metrics) on (x, y) as one batch, in inference mode."""
+        """The loss (and metrics) on (x, y) as one batch, in inference mode.
+
+        Parameters
+        ----------
+        x : array_like
+            The inputs, samples first.
+        y : array_like
+            The targets (required).
+        sample_weight : None
+            Not supported: anything but None raises ValueError.
+        return_dict : bool, default False
+            Return a dict {name: value}.
+
+        Returns
+        -------
+        float, list of float or dict
+            The loss, or [loss, *metrics], or a dict with return_dict=True.
+
+        Raises
+        ------
+        ValueError
+            If the model is not compiled, sample_weight is given, y is missing, or the data
+            do not fit the model.
+        """
         self._require_compiled("test_on_batch")
         if sample_weight is not None:
             raise ValueError("test_on_batch: sample_weight is not supported (only None)")
@@ -926,7 +1153,10 @@ class Sequential:
     # --- states and weights -----------------------------------------------------------
 
     def reset_states(self):
-        """Zero the carried state of every stateful layer."""
+        """Zero the carried state of every stateful layer.
+
+        Takes no parameters and returns nothing.
+        """
         for layer in self.layers:
             layer.reset_states()
 
@@ -939,12 +1169,34 @@ class Sequential:
                              "or run it on data first")
 
     def get_weights(self):
-        """Copies of every layer's weights, layer after layer, each in Keras's order."""
+        """Copies of every layer's weights, layer after layer, each in Keras's order.
+
+        Returns
+        -------
+        list of ndarray
+            The weights (empty for a model that is not built).
+        """
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights):
-        """Replace every weight (get_weights()'s order and shapes). The count and every
-        shape are checked, and every value must be finite, before anything changes."""
+        """Replace every weight of the model.
+
+        The count and every shape are checked, and every value must be finite, before
+        anything changes.
+
+        Parameters
+        ----------
+        weights : list of array_like
+            In get_weights()'s order and shapes.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built, the count or a shape differs, or a value is NaN or
+            inf.
+        TypeError
+            If weights is not a list or tuple.
+        """
         self._require_built("set_weights")
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"set_weights takes a list of arrays, got "
@@ -995,8 +1247,25 @@ class Sequential:
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
-        """Print Keras's summary table: each layer's name (type), output shape and
-        parameter count, then the totals."""
+        """Print Keras's summary table.
+
+        Each layer's name (type), output shape and parameter count, then the totals.
+
+        Parameters
+        ----------
+        line_length : int, optional
+            The table's width (default 80 when positions is given, else fitted).
+        positions : list of float, optional
+            The columns' right edges as fractions of line_length.
+        print_fn : callable, optional
+            Called with each line; default print to stdout.
+        expand_nested : bool, default False
+            Accepted for Keras compatibility; ignored.
+        show_trainable : bool, default False
+            Accepted for Keras compatibility; ignored.
+        layer_range : default None
+            Accepted for Keras compatibility; ignored.
+        """
         print_fn = print_fn or (lambda line: print(line, file=sys.stdout))
         rows = []
         shape = self._build_input_shape
@@ -1092,7 +1361,20 @@ class Sequential:
         return model
 
     def save(self, filepath, overwrite=True):
-        """Write a Keras 3 `.keras` file (fastlstm.keras.saving.save_model)."""
+        """Write a Keras 3 `.keras` file (fastlstm.keras.saving.save_model).
+
+        Parameters
+        ----------
+        filepath : str or path-like
+            The file to write.
+        overwrite : bool, default True
+            False refuses to replace an existing file.
+
+        Raises
+        ------
+        FileExistsError
+            If filepath exists and overwrite is False.
+        """
         import os
 
         from . import saving

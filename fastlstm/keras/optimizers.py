@@ -268,7 +268,44 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Keras 3's SGD with optional (Nesterov) momentum."""
+    """Keras 3's SGD with optional (Nesterov) momentum.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+    momentum : float in [0, 1], default 0.0
+    nesterov : bool, default False
+        Nesterov momentum.
+    weight_decay : float, optional
+        Decoupled weight decay (p -= p * weight_decay * lr before each update).
+    clipnorm : float, optional
+        Clip each gradient to this norm.
+    clipvalue : float, optional
+        Clip each gradient element to [-clipvalue, clipvalue].
+    global_clipnorm : float, optional
+        Clip all gradients together to this global norm (only one of the three clips).
+    use_ema : bool, default False
+        Not supported: True is a ValueError.
+    ema_momentum : float in [0, 1], default 0.99
+        Checked and stored; unused (no EMA).
+    ema_overwrite_frequency : optional
+        Stored; unused (no EMA).
+    loss_scale_factor : None
+        Not supported: anything but None is a ValueError.
+    gradient_accumulation_steps : None
+        Not supported: anything but None is a ValueError.
+    name : str, optional
+        Default the Keras name of the class.
+    **kwargs
+        Keras's deprecated `decay` is accepted and ignored (with a warning unless 0 or
+        None); any other keyword is a ValueError.
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range or non-finite number, more than one clip setting, an
+        unsupported setting or an unknown keyword.
+    """
 
     _default_name = "sgd"
 
@@ -276,6 +313,7 @@ class SGD(Optimizer):
                  clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
                  ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
                  gradient_accumulation_steps=None, name=None, **kwargs):
+        """Create the optimizer; the arguments are documented in the class docstring."""
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
                          use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
                          gradient_accumulation_steps, name, **kwargs)
@@ -306,7 +344,48 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Keras 3's Adam: bias correction folded into the step size alpha."""
+    """Keras 3's Adam: bias correction folded into the step size alpha.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.001
+    beta_1 : float in [0, 1), default 0.9
+        Decay of the first-moment estimate.
+    beta_2 : float in [0, 1), default 0.999
+        Decay of the second-moment estimate.
+    epsilon : float, default 1e-7
+    amsgrad : bool, default False
+        Use the AMSGrad variant.
+    weight_decay : float, optional
+        Decoupled weight decay (p -= p * weight_decay * lr before each update).
+    clipnorm : float, optional
+        Clip each gradient to this norm.
+    clipvalue : float, optional
+        Clip each gradient element to [-clipvalue, clipvalue].
+    global_clipnorm : float, optional
+        Clip all gradients together to this global norm (only one of the three clips).
+    use_ema : bool, default False
+        Not supported: True is a ValueError.
+    ema_momentum : float in [0, 1], default 0.99
+        Checked and stored; unused (no EMA).
+    ema_overwrite_frequency : optional
+        Stored; unused (no EMA).
+    loss_scale_factor : None
+        Not supported: anything but None is a ValueError.
+    gradient_accumulation_steps : None
+        Not supported: anything but None is a ValueError.
+    name : str, optional
+        Default the Keras name of the class.
+    **kwargs
+        Keras's deprecated `decay` is accepted and ignored (with a warning unless 0 or
+        None); any other keyword is a ValueError.
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range or non-finite number, more than one clip setting, an
+        unsupported setting or an unknown keyword.
+    """
 
     _default_name = "adam"
 
@@ -315,6 +394,7 @@ class Adam(Optimizer):
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
                  ema_overwrite_frequency=None, loss_scale_factor=None,
                  gradient_accumulation_steps=None, name=None, **kwargs):
+        """Create the optimizer; the arguments are documented in the class docstring."""
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
                          use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
                          gradient_accumulation_steps, name, **kwargs)
@@ -367,7 +447,46 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Keras 3's AdamW: Adam with decoupled weight decay (p -= p * weight_decay * lr before
-    each update)."""
+    each update).
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.001
+    weight_decay : float, default 0.004
+        Decoupled weight decay (None is a ValueError).
+    beta_1 : float in [0, 1), default 0.9
+    beta_2 : float in [0, 1), default 0.999
+    epsilon : float, default 1e-7
+    amsgrad : bool, default False
+        Use the AMSGrad variant.
+    clipnorm : float, optional
+        Clip each gradient to this norm.
+    clipvalue : float, optional
+        Clip each gradient element to [-clipvalue, clipvalue].
+    global_clipnorm : float, optional
+        Clip all gradients together to this global norm (only one of the three clips).
+    use_ema : bool, default False
+        Not supported: True is a ValueError.
+    ema_momentum : float in [0, 1], default 0.99
+        Checked and stored; unused (no EMA).
+    ema_overwrite_frequency : optional
+        Stored; unused (no EMA).
+    loss_scale_factor : None
+        Not supported: anything but None is a ValueError.
+    gradient_accumulation_steps : None
+        Not supported: anything but None is a ValueError.
+    name : str, optional
+        Default the Keras name of the class.
+    **kwargs
+        Keras's deprecated `decay` is accepted and ignored (with a warning unless 0 or
+        None); any other keyword is a ValueError.
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range or non-finite number, more than one clip setting, an
+        unsupported setting or an unknown keyword.
+    """
 
     _default_name = "adam_w"
 
@@ -376,6 +495,7 @@ class AdamW(Adam):
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
                  ema_overwrite_frequency=None, loss_scale_factor=None,
                  gradient_accumulation_steps=None, name=None, **kwargs):
+        """Create the optimizer; the arguments are documented in the class docstring."""
         if weight_decay is None:
             raise ValueError("AdamW: weight_decay must be a finite number >= 0, got None")
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
@@ -386,7 +506,47 @@ class AdamW(Adam):
 
 class RMSprop(Optimizer):
     """Keras 3's RMSprop (epsilon inside the square root), optionally centered and with
-    momentum."""
+    momentum.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.001
+    rho : float in [0, 1), default 0.9
+        Decay of the squared-gradient average.
+    momentum : float in [0, 1], default 0.0
+    epsilon : float, default 1e-7
+    centered : bool, default False
+        Normalise by the gradient's estimated variance.
+    weight_decay : float, optional
+        Decoupled weight decay (p -= p * weight_decay * lr before each update).
+    clipnorm : float, optional
+        Clip each gradient to this norm.
+    clipvalue : float, optional
+        Clip each gradient element to [-clipvalue, clipvalue].
+    global_clipnorm : float, optional
+        Clip all gradients together to this global norm (only one of the three clips).
+    use_ema : bool, default False
+        Not supported: True is a ValueError.
+    ema_momentum : float in [0, 1], default 0.99
+        Checked and stored; unused (no EMA).
+    ema_overwrite_frequency : optional
+        Stored; unused (no EMA).
+    loss_scale_factor : None
+        Not supported: anything but None is a ValueError.
+    gradient_accumulation_steps : None
+        Not supported: anything but None is a ValueError.
+    name : str, optional
+        Default the Keras name of the class.
+    **kwargs
+        Keras's deprecated `decay` is accepted and ignored (with a warning unless 0 or
+        None); any other keyword is a ValueError.
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range or non-finite number, more than one clip setting, an
+        unsupported setting or an unknown keyword.
+    """
 
     _default_name = "rm_sprop"
 
@@ -395,6 +555,7 @@ class RMSprop(Optimizer):
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
                  ema_overwrite_frequency=None, loss_scale_factor=None,
                  gradient_accumulation_steps=None, name=None, **kwargs):
+        """Create the optimizer; the arguments are documented in the class docstring."""
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
                          use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
                          gradient_accumulation_steps, name, **kwargs)

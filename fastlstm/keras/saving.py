@@ -969,12 +969,32 @@ def _sniff(path):
 
 
 def load_model(path, compile=True):
-    """A Sequential from a Keras 3 `.keras` file or a Keras 2 `.h5` model file: same
-    layers, same weights (so the same predictions), compiled as saved when compile=True
-    and the saved optimizer, loss and metrics are ones fastlstm.keras has.
+    """A Sequential from a Keras 3 `.keras` file or a Keras 2 `.h5` model file.
 
-    Raises ValueError for a file that is not one of these, is damaged, or holds a model
-    fastlstm.keras cannot run (naming the layer), before any weight is allocated.
+    Same layers, same weights (so the same predictions).
+
+    Parameters
+    ----------
+    path : str, bytes or os.PathLike
+        The `.keras` or `.h5` file.
+    compile : bool, default True
+        Compile the model as saved, when the file holds compile settings and the saved
+        optimizer, loss and metrics are ones fastlstm.keras has.
+
+    Returns
+    -------
+    Sequential
+        The loaded model.
+
+    Raises
+    ------
+    ValueError
+        For a file that is not one of these, is damaged, or holds a model fastlstm.keras
+        cannot run (naming the layer), before any weight is allocated.
+    TypeError
+        If path is not a str, bytes or os.PathLike.
+    ImportError
+        If h5py is not installed.
     """
     path = _fspath(path)
     kind = _sniff(path)
@@ -1008,8 +1028,28 @@ def load_model(path, compile=True):
 
 def load_weights(model, path):
     """Load weights saved by Keras (3: `.weights.h5` or `.keras`; 2: `.h5`) or by
-    save_weights into `model`, whose layers must match the saved ones. All weights are
-    checked (shapes, dtypes, values) before any is set; on error the model is unchanged."""
+    save_weights into `model`.
+
+    All weights are checked (shapes, dtypes, values) before any is set; on error the
+    model is unchanged.
+
+    Parameters
+    ----------
+    model : Sequential
+        A built model whose layers match the saved ones.
+    path : str, bytes or os.PathLike
+        The weights file.
+
+    Raises
+    ------
+    ValueError
+        If the model is not built, the file is not a Keras weights file or is damaged, or
+        its weights do not match the model's.
+    TypeError
+        If path is not a str, bytes or os.PathLike.
+    ImportError
+        If h5py is not installed.
+    """
     path = _fspath(path)
     if not getattr(model, "built", True):
         raise ValueError("load_weights: the model is not built yet, so it has no weights to "
@@ -1365,9 +1405,27 @@ def _zip_bytes(members):
 
 
 def save_model(model, path):
-    """Write `model` as a Keras 3 `.keras` file (config, compile settings and weights),
-    which keras.saving.load_model reads back to the same predictions. Written atomically:
-    a temp file in the same folder, then renamed over `path`."""
+    """Write `model` as a Keras 3 `.keras` file (config, compile settings and weights).
+
+    keras.saving.load_model reads it back to the same predictions. Written atomically:
+    a temp file in the same folder, then renamed over `path`.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model to save.
+    path : str, bytes or os.PathLike
+        The file to write; it must end in ".keras".
+
+    Raises
+    ------
+    ValueError
+        If path does not end in ".keras".
+    TypeError
+        If path is not a str, bytes or os.PathLike.
+    ImportError
+        If h5py is not installed (the weights are HDF5).
+    """
     path = _fspath(path)
     if not path.endswith(".keras"):
         raise ValueError(f"path must end in '.keras' (the Keras 3 format), got {path!r}")
@@ -1382,8 +1440,27 @@ def save_model(model, path):
 
 
 def save_weights(model, path):
-    """Write the model's weights as a Keras 3 `.weights.h5` file (keras's
-    model.load_weights reads it into the same model built in Keras). Atomic."""
+    """Write the model's weights as a Keras 3 `.weights.h5` file.
+
+    keras's model.load_weights reads it into the same model built in Keras. Written
+    atomically (a temp file, then renamed over `path`).
+
+    Parameters
+    ----------
+    model : Sequential
+        A built model.
+    path : str, bytes or os.PathLike
+        The file to write; it must end in ".weights.h5".
+
+    Raises
+    ------
+    ValueError
+        If path does not end in ".weights.h5" or the model is not built.
+    TypeError
+        If path is not a str, bytes or os.PathLike.
+    ImportError
+        If h5py is not installed.
+    """
     path = _fspath(path)
     if not path.endswith(".weights.h5"):
         raise ValueError(f"path must end in '.weights.h5', got {path!r}")

@@ -8,9 +8,21 @@ __all__ = ["set_random_seed", "to_categorical", "pad_sequences", "timeseries_win
 
 
 def set_random_seed(seed):
-    """Seed fastlstm.keras's one random generator (keras.utils.set_random_seed): the same
-    seed gives the same initial weights, shuffles and dropout masks, so the same training
-    result. Affects what is created or drawn after the call."""
+    """Seed fastlstm.keras's one random generator (keras.utils.set_random_seed).
+
+    The same seed gives the same initial weights, shuffles and dropout masks, so the same
+    training result. Affects what is created or drawn after the call.
+
+    Parameters
+    ----------
+    seed : int
+        A non-negative int.
+
+    Raises
+    ------
+    ValueError
+        If seed is not a non-negative int.
+    """
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
             or seed < 0:
         raise ValueError(f"set_random_seed: seed must be a non-negative int, got {seed!r}")
@@ -18,9 +30,28 @@ def set_random_seed(seed):
 
 
 def to_categorical(x, num_classes=None):
-    """Class ids -> one-hot rows (keras.utils.to_categorical): shape x.shape +
-    (num_classes,), a trailing dim of 1 dropped first; float32. num_classes defaults to
-    max(x) + 1. Ids must be whole numbers in [0, num_classes)."""
+    """Class ids -> one-hot rows (keras.utils.to_categorical).
+
+    Parameters
+    ----------
+    x : array_like of int
+        Class ids: whole numbers in [0, num_classes).
+    num_classes : int, optional
+        The number of classes; default max(x) + 1.
+
+    Returns
+    -------
+    ndarray of float32
+        Shape x.shape + (num_classes,), a trailing dim of 1 of x dropped first.
+
+    Raises
+    ------
+    TypeError
+        If x does not hold numbers.
+    ValueError
+        If an id is not a whole number, is negative or is >= num_classes, or num_classes
+        is not a positive int.
+    """
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"to_categorical: x must hold integer class ids, got dtype {arr.dtype}")
@@ -52,10 +83,31 @@ def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncati
                   value=0.0):
     """Pad (or cut) sequences to one length (keras.utils.pad_sequences).
 
-    sequences: a list of sequences (lists or arrays; items may be vectors of one shape).
-    maxlen: the length (default: the longest). padding "pre"/"post": where the `value`s
-    go; truncating "pre"/"post": which end of a longer sequence is cut. Returns an array
-    (len(sequences), maxlen, *item shape) of `dtype`.
+    Parameters
+    ----------
+    sequences : list of sequences
+        Lists or arrays; their items may be vectors of one shape.
+    maxlen : int, optional
+        The length (default: the longest).
+    dtype : str or dtype, default "int32"
+        The output's dtype.
+    padding : "pre" or "post", default "pre"
+        Where the `value`s go.
+    truncating : "pre" or "post", default "pre"
+        Which end of a longer sequence is cut.
+    value : scalar, default 0.0
+        The padding value.
+
+    Returns
+    -------
+    ndarray
+        Shape (len(sequences), maxlen, *item shape), of `dtype`.
+
+    Raises
+    ------
+    ValueError
+        If sequences is not a list of sequences, padding, truncating or maxlen is
+        invalid, a string value does not fit dtype, or items' shapes differ.
     """
     if not hasattr(sequences, "__len__"):
         raise ValueError("pad_sequences: sequences must be a list of sequences")
@@ -105,13 +157,32 @@ def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncati
 def timeseries_windows(series, lookback, horizon=1, dtype="float32"):
     """Sliding windows of a series for forecasting, batch first.
 
-    series : array (steps,) or (steps, features); a 1-D series has 1 feature.
-    lookback : int >= 1, the steps each input window holds.
-    horizon : int >= 1, the steps to predict after each window.
-    Returns (x, y): x (N, lookback, F) with x[i] = series[i : i+lookback]; y (N, F) =
-    series[i+lookback] for horizon 1, else (N, horizon, F) = series[i+lookback :
-    i+lookback+horizon]; N = steps - lookback - horizon + 1 (must be >= 1). Contiguous
-    copies of `dtype` (float32 by default).
+    Parameters
+    ----------
+    series : array_like, shape (steps,) or (steps, features)
+        A 1-D series has 1 feature.
+    lookback : int
+        The steps each input window holds (>= 1).
+    horizon : int, default 1
+        The steps to predict after each window (>= 1).
+    dtype : str or dtype, default "float32"
+        The dtype of x and y.
+
+    Returns
+    -------
+    x : ndarray, shape (N, lookback, F)
+        x[i] = series[i : i+lookback]; N = steps - lookback - horizon + 1.
+    y : ndarray, shape (N, F) or (N, horizon, F)
+        series[i+lookback] for horizon 1, else series[i+lookback : i+lookback+horizon].
+        x and y are contiguous copies of `dtype`.
+
+    Raises
+    ------
+    TypeError
+        If series does not hold numbers.
+    ValueError
+        If series is not 1-D or 2-D, lookback or horizon is not an int >= 1, the series
+        is too short (N < 1), or it holds NaN or inf.
     """
     arr = np.asarray(series)
     if arr.dtype.kind not in "biuf":
