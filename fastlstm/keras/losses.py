@@ -499,7 +499,9 @@ def get(identifier):
         if cls is not None:
             return cls()
     elif isinstance(identifier, dict) and set(identifier) >= {"class_name"}:
-        cls = _ALIASES.get(str(identifier["class_name"]).rsplit(">", 1)[-1])
+        # 'Huber', 'Custom>Huber' (Keras 2 files), 'keras.losses.Huber', any case
+        name = str(identifier["class_name"]).rsplit(">", 1)[-1].rsplit(".", 1)[-1].lower()
+        cls = next((c for n, c in _ALIASES.items() if n.lower() == name), None)
         if cls is not None:
             return cls.from_config(dict(identifier.get("config") or {}))
     raise ValueError(f"unknown loss {identifier!r}: fastlstm.keras knows "

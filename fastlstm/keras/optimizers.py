@@ -615,7 +615,9 @@ def get(identifier):
         if cls is not None:
             return cls()
     elif isinstance(identifier, dict) and "class_name" in identifier:
-        cls = OPTIMIZERS.get(str(identifier["class_name"]).rsplit(">", 1)[-1].lower())
+        # 'Adam', 'Custom>Adam' (Keras 2 files), 'keras.optimizers.Adam', any case
+        cls = OPTIMIZERS.get(str(identifier["class_name"]).rsplit(">", 1)[-1]
+                             .rsplit(".", 1)[-1].lower())
         if cls is not None:
             return cls.from_config(identifier.get("config") or {})
     raise ValueError(f"unknown optimizer {identifier!r}: fastlstm.keras knows "

@@ -836,18 +836,6 @@ def _load_legacy_model(path, compile):
 
 # --------------------------------------------------------------------------- compiling
 
-_OPTIMIZER_ARGS = {
-    "SGD": ("learning_rate", "momentum", "nesterov"),
-    "Adam": ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad"),
-    "AdamW": ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon", "amsgrad"),
-    "RMSprop": ("learning_rate", "rho", "momentum", "epsilon", "centered"),
-}
-_CLIP_ARGS = ("clipnorm", "clipvalue", "global_clipnorm")
-_LOSS_ARGS = {
-    "MeanSquaredError": (), "MeanAbsoluteError": (), "Huber": ("delta",),
-    "BinaryCrossentropy": ("from_logits",), "CategoricalCrossentropy": ("from_logits",),
-    "SparseCategoricalCrossentropy": ("from_logits",),
-}
 _METRIC_CLASSES = {"MeanAbsoluteError": "mae", "MeanSquaredError": "mse",
                    "BinaryAccuracy": "accuracy", "CategoricalAccuracy": "accuracy",
                    "SparseCategoricalAccuracy": "accuracy"}
@@ -857,61 +845,21 @@ class _Unsupported(Exception):
     pass
 
 
-def _class_key(name, choices):
-    """'Adam', 'adam', 'Custom>Adam', 'keras.optimizers.Adam' -> 'Adam' (or None)."""
-    if not isinstance(name, str):
-        return None
-    name = name.rsplit(">", 1)[-1].rsplit(".", 1)[-1].lower()
-    for choice in choices:
-        if choice.lower() == name:
-            return choice
-    return None
-
-
 def _optimizer_from_config(entry):
     from . import optimizers
-    if isinstance(entry, str):
-        return optimizers.get(entry)
-    if not isinstance(entry, dict):
-        raise _Unsupported(f"optimizer {entry!r:.80}")
-    cls = _class_key(entry.get("class_name"), _OPTIMIZER_ARGS)
-    config = entry.get("config")
-    if cls is None or not isinstance(config, dict):
-        raise _Unsupported(f"optimizer {entry.get('class_name')!r:.80}")
-    for key, default in (("use_ema", False), ("loss_scale_factor", None),
-                         ("gradient_accumulation_steps", None), ("decay", 0.0),
-                         ("is_legacy_optimizer", False)):
-        if config.get(key, default) not in (default, None, 0, 0.0, False):
-            raise _Unsupported(f"{cls} with {key}={config[key]!r}")
-    if cls != "AdamW" and config.get("weight_decay") not in (None, 0, 0.0):
-        raise _Unsupported(f"{cls} with weight_decay={config['weight_decay']!r}")
-    kwargs = {k: config[k] for k in _OPTIMIZER_ARGS[cls] + _CLIP_ARGS
-              if config.get(k) is not None}
-    if not isinstance(kwargs.get("learning_rate", 0.0), (int, float)):
-        raise _Unsupported(f"{cls} with a learning-rate schedule")
-    return getattr(optimizers, cls)(**kwargs)
+    if isinstance(entry, dict) and isinstance(entry.get("config"), dict) \
+            and entry["config"].get("is_legacy_optimizer") is False:
+        # a file-format marker of Keras 2.11+ .h5 files, not a setting
+        entry = dict(entry, config={k: v for k, v in entry["config"].items()
+                                    if k != "is_legacy_optimizer"})
+    return optimizers.get(entry)  # Keras's names and config dicts; ValueError otherwise
 
 
 def _loss_from_config(entry):
     from . import losses
     if isinstance(entry, dict) and entry.get("class_name") == "function":
-        entry = entry.get("config")
-    if isinstance(entry, str):
-        return losses.get(entry)
-    if not isinstance(entry, dict):
-        raise _Unsupported(f"loss {entry!r:.80}")
-    cls = _class_key(entry.get("class_name"), _LOSS_ARGS)
-    config = entry.get("config")
-    if cls is None or not isinstance(config, dict):
-        raise _Unsupported(f"loss {entry.get('class_name')!r:.80}")
-    if config.get("reduction", "sum_over_batch_size") not in ("sum_over_batch_size", "auto"):
-        raise _Unsupported(f"{cls} with reduction={config['reduction']!r}")
-    for key, default in (("label_smoothing", 0.0), ("axis", -1), ("ignore_class", None)):
-        value = config.get(key)
-        if value is not None and value != default:
-            raise _Unsupported(f"{cls} with {key}={value!r}")
-    kwargs = {k: config[k] for k in _LOSS_ARGS[cls] if config.get(k) is not None}
-    return getattr(losses, cls)(**kwargs)
+        entry = entry.get("config")  # a loss saved by name
+    return losses.get(entry)
 
 
 def _metrics_from_config(entries):
