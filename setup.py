@@ -115,6 +115,9 @@ class BuildExt(build_ext):
         args, links, macros = [], [], []
         debug = _flag("FASTLSTM_DEBUG")
         args += ["-O1", "-g"] if debug else ["-O3"]
+        if os.name != "nt":  # the kernels' thread pool (src_cython/pool.c)
+            args.append("-pthread")
+            links.append("-pthread")
         with tempfile.TemporaryDirectory() as tmp:
             openmp = False
             if _flag("FASTLSTM_NO_OPENMP"):
@@ -172,6 +175,11 @@ class BuildExt(build_ext):
             built.append(name)
         if not built:
             raise RuntimeError("no kernel variant could be compiled")
+        # the thread pool every variant runs its calls on, with the baseline flags
+        ext.extra_objects += self.compiler.compile(
+            [f"{SRC}/pool.c"], output_dir=self.build_temp, macros=ext.define_macros,
+            include_dirs=ext.include_dirs, extra_postargs=ext.extra_compile_args,
+            depends=ext.depends)
 
 
 def extensions():
@@ -179,7 +187,7 @@ def extensions():
         _loud("FASTLSTM_NO_EXTENSION is set: the compiled kernels are NOT built.")
         return []
     headers = [f"{SRC}/{h.relative_to(HERE / SRC)}"
-               for pattern in ("*.h", "variants/*.c") for h in sorted((HERE / SRC).glob(pattern))]
+               for pattern in ("*.h", "*.c", "variants/*.c") for h in sorted((HERE / SRC).glob(pattern))]
     return [Extension(f"fastlstm._cy.{p.stem}", [f"{SRC}/{p.name}"], include_dirs=[SRC],
                       depends=headers)
             for p in sorted((HERE / SRC).glob("*.pyx"))]

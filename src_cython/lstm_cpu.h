@@ -4,10 +4,11 @@
  * gate math (forward), or the gate-gradient math fused with dz_t W_hh (backward); after
  * backward's loop, the weight and input gradients as GEMMs through BLAS.
  *
- * Threads: ONE OpenMP parallel region for the whole time loop and one barrier per step.
- * Work is split over a grid of row groups x hidden-unit blocks; each thread owns whole
- * hidden units (all four gate rows), so the gate math needs no exchange and its slice of
- * the packed W_hh stays in its own cache for the whole sequence.
+ * Threads: each call is one job of the pool (pool.h): the calling thread starts at once,
+ * helpers join when they wake, and the work is split into units fixed by the call's shape
+ * and mode (FL_MODE_ROWS: chunks of rows for the whole sequence; FL_MODE_STEPS: a phase
+ * per step, units of hidden-unit blocks, each unit owning whole hidden units, all four
+ * gate rows, so the gate math needs no exchange). Denormals are flushed in every unit.
  *
  * Rows are in "sorted" order (by length, longest first: the caller's perm maps sorted row
  * r to batch row perm[r]); at step t the active rows are r < bs[t] and row r of step t
@@ -51,13 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#define FL_X86 1
-#endif
+#include "pool.h"
 
 #ifndef FASTLSTM_DEBUG
 #define FASTLSTM_DEBUG 0
@@ -77,70 +72,40 @@
 
 #define FL_INLINE static inline __attribute__((always_inline))
 
-/* Denormals can slow a recurrence tenfold: flush them (FTZ + DAZ) inside the kernels. */
-static inline unsigned fl_flush_denormals(void) {
-#ifdef FL_X86
-    unsigned old = _mm_getcsr();
-    _mm_setcsr(old | 0x8040u);
-    return old;
-#else
-    return 0;
-#endif
-}
-
-static inline void fl_restore_fp(unsigned old) {
-#ifdef FL_X86
-    _mm_setcsr(old);
-#else
-    (void)old;
-#endif
-}
-
-static inline int fl_thread_num(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static inline int fl_team_size(void) {
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
-/* Start (end = 0) or end (end = 1) of this thread's part of n items split evenly. */
-static inline long fl_split(long n, int end) {
-    const int nth = fl_team_size(), tid = fl_thread_num() + end;
-    return n * tid / nth;
-}
-
-/* A thread's share of the (row groups x unit blocks) grid. tu_pref unit groups are asked
- * for; the team may be smaller than asked, so the grid is fitted to the real team size. */
+/* A unit's rows and hidden-unit blocks: sorted rows [r0, r1), unit blocks [ub0, ub1). */
 typedef struct {
-    int r0, r1;   /* sorted rows [r0, r1) */
-    int ub0, ub1; /* unit blocks [ub0, ub1) */
+    int r0, r1;
+    int ub0, ub1;
 } fl_share;
 
-static inline fl_share fl_my_share(int B, int nub, int tu_pref) {
-    fl_share s = {0, 0, 0, 0};
-    int nth = fl_team_size(), tid = fl_thread_num();
-    int tu = tu_pref < nth ? tu_pref : nth;
-    if (tu > nub) tu = nub;
-    if (tu < 1) tu = 1;
-    int tr = nth / tu;
-    if (tr > B) tr = B;
-    if (tid >= tr * tu) return s; /* idle, but still meets every barrier */
-    int i = tid / tu, j = tid % tu;
-    s.r0 = (int)((long)B * i / tr);
-    s.r1 = (int)((long)B * (i + 1) / tr);
-    s.ub0 = (int)((long)nub * j / tu);
-    s.ub1 = (int)((long)nub * (j + 1) / tu);
-    return s;
+/* How the calls split their work into units for the pool (pool.h). Each is fixed by the
+ * call's shape and mode, never by the team, so results never depend on the team:
+ *   FL_MODE_ROWS   one unit per chunk of rows for the whole sequence: rows never meet
+ *                  until the weight gradients, so there is no wait per step. Chunks hold
+ *                  at most FL_MAX_ROWS rows (one register block), an even number of them.
+ *   FL_MODE_STEPS  one phase per time step, a unit per (block of hidden units, block of
+ *                  FL_MAX_ROWS rows): each slot keeps its slice of W_hh in its own cache.
+ */
+enum { FL_MODE_ROWS = 0, FL_MODE_STEPS = 1 };
+
+static inline int fl_row_chunks(int B, int mode) {
+    const int n = (B + FL_MAX_ROWS - 1) / FL_MAX_ROWS;
+    return mode == FL_MODE_ROWS && n > 1 && (n & 1) ? n + 1 : n;
 }
+
+/* First sorted row of chunk c of n (c = n: B) */
+static inline int fl_chunk_row(int B, int n, int c, int mode) {
+    if (mode == FL_MODE_ROWS) return (int)((long)B * c / n);
+    return c * FL_MAX_ROWS < B ? c * FL_MAX_ROWS : B;
+}
+
+/* Units of the final GEMMs: chunks of G rows of the weight gradients, and of M rows of
+ * dx (and of the hoisted input projection) */
+#define FL_G_CHUNKS 8
+#define FL_M_CHUNKS 8
+
+/* Part i of n of [0, len) */
+static inline long fl_part(long len, int n, int i) { return len * i / n; }
 
 /* 1/k! for the exponential's series (lstm_cpu_impl.h), up to the double's 14 terms */
 static const double fl_inv_factorial[15] = {

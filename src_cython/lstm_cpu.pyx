@@ -10,7 +10,7 @@
 # (torch's PackedSequence layout, fastlstm/backends/sequences.py, taken as it is):
 # M = sum(lengths) rows, and padding costs nothing.
 # Every GEMM is row-major through scipy's BLAS, operands swapped, so nothing is copied, and
-# runs inside the kernels' own OpenMP region, each thread on its slice (BLAS single-threaded).
+# runs as units of the kernels' own pool job (pool.h), each on a slice (BLAS single-threaded).
 # The adapter (fastlstm/backends/cython_cpu.py) packs the weights and owns the scratch
 # (Workspace); the C kernels allocate nothing.
 from libc.stddef cimport ptrdiff_t
@@ -33,24 +33,24 @@ cdef extern from "dispatch.h" nogil:
         int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
         const float *xr, const float *wfi, const float *wf, const float *bf, float *hbuf,
         float *cbuf, float *y, float *gates, float *tc, float *th, const float *w_ih,
-        fl_gemm_f32 gemm, float *xw, int tu, int nthreads) noexcept nogil
+        fl_gemm_f32 gemm, float *xw, int mode, int nthreads) noexcept nogil
     ctypedef void (*fl_forward_f64)(
         int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
         const double *xr, const double *wfi, const double *wf, const double *bf,
         double *hbuf, double *cbuf, double *y, double *gates, double *tc, double *th,
-        const double *w_ih, fl_gemm_f64 gemm, double *xw, int tu, int nthreads) noexcept nogil
+        const double *w_ih, fl_gemm_f64 gemm, double *xw, int mode, int nthreads) noexcept nogil
     ctypedef void (*fl_backward_f32)(
         int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
         const float *wb, const float *gates, const float *tc, const float *dy, float *dh,
         float *dc, float *dz, const float *xr, const float *hr, const float *w_ih,
         fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh, float *db,
-        int tu, int nthreads) noexcept nogil
+        int mode, int nthreads) noexcept nogil
     ctypedef void (*fl_backward_f64)(
         int T, int B, int I, int H, const int *bs, const ptrdiff_t *off, const int *perm,
         const double *wb, const double *gates, const double *tc, const double *dy,
         double *dh, double *dc, double *dz, const double *xr, const double *hr,
         const double *w_ih, fl_gemm_f64 gemm, double *dxr, double *dw_ih, double *dw_hh,
-        double *db, int tu, int nthreads) noexcept nogil
+        double *db, int mode, int nthreads) noexcept nogil
     ctypedef struct fl_kernels:
         const char *name
         int vbytes
@@ -62,6 +62,47 @@ cdef extern from "dispatch.h" nogil:
         fl_backward_f64 backward_f64
     const fl_kernels *fl_built[]
     int fl_cpu_supports(const char *isa)
+
+cdef extern from "pool.h" nogil:
+    void fl_pool_set_helper_delay_us(int us)
+    void fl_pool_stats(long *by_caller, long *by_helpers)
+    void fl_pool_reset_stats()
+    void fl_pool_set_spin_us(int us)
+    int fl_pool_spin_us()
+    int fl_pool_helpers()
+
+# How a call splits its work into units (lstm_cpu.h): chunks of rows for the whole
+# sequence, or a phase per time step
+MODE_ROWS = 0
+MODE_STEPS = 1
+
+
+def pool_stats():
+    """{"caller", "helpers"}: work units the calling threads and the pool's helper threads
+    ran since pool_reset_stats(), and "started": helper threads started so far."""
+    cdef long by_caller, by_helpers
+    fl_pool_stats(&by_caller, &by_helpers)
+    return {"caller": by_caller, "helpers": by_helpers, "started": fl_pool_helpers()}
+
+
+def pool_reset_stats():
+    fl_pool_reset_stats()
+
+
+def pool_set_helper_delay_us(int us):
+    """For the tests: every helper that sees a new call sleeps `us` microseconds before it
+    tries to join, as one woken late on a busy machine would."""
+    fl_pool_set_helper_delay_us(us)
+
+
+def pool_spin_us(us=None):
+    """How long (us) a helper looks for the next call before it sleeps; set it with `us`.
+    Returns the value in force."""
+    if us is not None:
+        if us < 0:
+            raise ValueError(f"us must be >= 0, got {us}")
+        fl_pool_set_spin_us(us)
+    return fl_pool_spin_us()
 
 
 def variants():
@@ -308,7 +349,7 @@ def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             const floating[:, ::1] c0, seq,
             floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
             floating[:, :, ::1] gates, floating[:, :, ::1] tc, floating[:, :, ::1] th,
-            PackedWeights pw, Workspace ws, int tu, int nthreads):
+            PackedWeights pw, Workspace ws, int mode, int nthreads):
     """One layer forward. seq: the PackedSequences of (T, B); gates/tc/th: the tape, or
     None in inference."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = h0.shape[1]
@@ -350,12 +391,12 @@ def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             pw.k.forward_f32(T, B, I, H, bs_p, off_p, perm_p, src, <float *>pw.p_wfi,
                              <float *>pw.p_wf, <float *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
                              gates_p, tc_p, th_p, <float *>pw.p_w_ih, sgemm,
-                             <float *>ws.xw, tu, nthreads)
+                             <float *>ws.xw, mode, nthreads)
         else:
             pw.k.forward_f64(T, B, I, H, bs_p, off_p, perm_p, src, <double *>pw.p_wfi,
                              <double *>pw.p_wf, <double *>pw.p_bf, hbuf, cbuf, &y[0, 0, 0],
                              gates_p, tc_p, th_p, <double *>pw.p_w_ih, dgemm,
-                             <double *>ws.xw, tu, nthreads)
+                             <double *>ws.xw, mode, nthreads)
         for r in range(B):  # a row's last h is in the buffer its last step wrote
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&h_n[o, 0], hbuf + ((steps_p[r] if perm_p != NULL else T) & 1) * B * H + r * H,
@@ -369,7 +410,7 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
              const floating[:, ::1] dc_n, seq, floating[:, :, ::1] dx,
              floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
              floating[:, ::1] dh0, floating[:, ::1] dc0, PackedWeights pw, Workspace ws,
-             int tu, int nthreads):
+             int mode, int nthreads):
     """One layer backward, from the forward's tape. seq: the PackedSequences of (T, B)."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = dh_n.shape[1], G = 4 * H
     cdef int r, o
@@ -410,12 +451,12 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
             pw.k.backward_f32(T, B, I, H, bs_p, off_p, perm_p, <float *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <float *>ws.dz, xs, hs, <float *>pw.p_w_ih, sgemm, dxs,
-                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], mode, nthreads)
         else:
             pw.k.backward_f64(T, B, I, H, bs_p, off_p, perm_p, <double *>pw.p_wb,
                               &gates[0, 0, 0], &tc[0, 0, 0], &dy[0, 0, 0], dh, dc,
                               <double *>ws.dz, xs, hs, <double *>pw.p_w_ih, dgemm, dxs,
-                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], tu, nthreads)
+                              &dw_ih[0, 0], &dw_hh[0, 0], &db[0], mode, nthreads)
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r
             memcpy(&dh0[o, 0], dh + r * H, H * sizeof(floating))

@@ -93,7 +93,7 @@ static inline void SUF(gemm_rm)(SUF(gemm_fn) gemm, char ta, char tb, int m, int 
 }
 
 typedef struct {
-    int T, B, H, tu, NI;
+    int T, B, H, NI;
     const R *xr;          /* [M][NI] x rows in packed order */
     const R *xw;          /* [M][G] x W_ih^T of those rows, or NULL: fused into each step */
     const R *wfi;         /* packed W_ih, laid out like wf */
@@ -213,40 +213,76 @@ static void SUF(fwd_step)(const SUF(fwd_args) *a, int t, fl_share s, const R *hp
     }
 }
 
-/* xw: NULL (x W_ih^T fused into each step's block) or [M][G] scratch, filled here first
- * by one GEMM per thread over its slice of the rows (w_ih [G][NI], gemm: BLAS) */
+/* One forward call as a pool job: phase 0 the hoisted input projection (when xw is set:
+ * FL_M_CHUNKS GEMMs over slices of the rows), then FL_MODE_ROWS' one phase of row chunks
+ * or FL_MODE_STEPS' phase per step (see lstm_cpu.h). */
+typedef struct {
+    SUF(fwd_args) a;
+    int mode, nchunks, nub, G;
+    long M;
+    const R *w_ih;
+    SUF(gemm_fn) gemm;
+} SUF(fwd_job);
+
+static int SUF(fwd_count)(const void *ctx, int phase) {
+    const SUF(fwd_job) *j = ctx;
+    if (j->a.xw) {
+        if (phase == 0) return j->M < FL_M_CHUNKS ? (int)j->M : FL_M_CHUNKS;
+        phase--;
+    }
+    if (j->mode == FL_MODE_ROWS) return phase == 0 ? j->nchunks : 0;
+    return j->nub * j->nchunks;
+}
+
+static void SUF(fwd_unit)(const void *ctx, int phase, int index) {
+    const SUF(fwd_job) *j = ctx;
+    const SUF(fwd_args) *a = &j->a;
+    const int B = a->B, H = a->H;
+    if (a->xw) {
+        if (phase == 0) {
+            const int n = j->M < FL_M_CHUNKS ? (int)j->M : FL_M_CHUNKS;
+            const long m0 = fl_part(j->M, n, index), m1 = fl_part(j->M, n, index + 1);
+            SUF(gemm_rm)(j->gemm, 'N', 'T', (int)(m1 - m0), j->G, a->NI, a->xr + m0 * a->NI,
+                         a->NI, j->w_ih, a->NI, 0, (R *)a->xw + m0 * j->G, j->G);
+            return;
+        }
+        phase--;
+    }
+    if (j->mode == FL_MODE_ROWS) { /* a chunk of rows, the whole sequence */
+        const fl_share s = {fl_chunk_row(B, j->nchunks, index, j->mode),
+                            fl_chunk_row(B, j->nchunks, index + 1, j->mode), 0, j->nub};
+        for (int t = 0; t < a->T; t++)
+            SUF(fwd_step)(a, t, s, a->hbuf + (size_t)(t & 1) * B * H,
+                          a->hbuf + (size_t)((t + 1) & 1) * B * H);
+        return;
+    }
+    const int t = phase, ub = index / j->nchunks, c = index % j->nchunks;
+    const fl_share s = {fl_chunk_row(B, j->nchunks, c, j->mode),
+                        fl_chunk_row(B, j->nchunks, c + 1, j->mode), ub, ub + 1};
+    SUF(fwd_step)(a, t, s, a->hbuf + (size_t)(t & 1) * B * H,
+                  a->hbuf + (size_t)((t + 1) & 1) * B * H);
+}
+
+/* xw: NULL (x W_ih^T fused into each step's block) or [M][G] scratch, filled first (w_ih
+ * [G][NI], gemm: BLAS). mode: FL_MODE_ROWS or FL_MODE_STEPS; nthreads: the team asked for. */
 static void SUF(lstm_forward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                               const int *perm, const R *xr, const R *wfi, const R *wf,
                               const R *bf, R *hbuf, R *cbuf, R *y, R *gates, R *tc, R *th,
-                              const R *w_ih, SUF(gemm_fn) gemm, R *xw, int tu, int nthreads) {
-    const SUF(fwd_args) a = {T, B, H, tu, NI, xr, xw, wfi, bs, off, perm, wf, bf,
-                             hbuf, cbuf, y, gates, tc, th};
-    const int nub = (H + VL - 1) / VL, G = 4 * H;
-    const long M = off ? (long)off[T] : (long)T * B;
-#pragma omp parallel num_threads(nthreads)
-    {
-        const unsigned fp = fl_flush_denormals();
-        const fl_share s = fl_my_share(B, nub, tu);
-        if (xw) {
-            const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
-            SUF(gemm_rm)(gemm, 'N', 'T', (int)(m1 - m0), G, NI, xr + m0 * NI, NI, w_ih, NI, 0,
-                         xw + m0 * G, G);
-#pragma omp barrier
-        }
-        for (int t = 0; t < T; t++) {
-            const R *hp = hbuf + (size_t)(t & 1) * B * H;
-            R *hn = hbuf + (size_t)((t + 1) & 1) * B * H;
-            SUF(fwd_step)(&a, t, s, hp, hn);
-#pragma omp barrier
-        }
-        fl_restore_fp(fp);
-    }
+                              const R *w_ih, SUF(gemm_fn) gemm, R *xw, int mode, int nthreads) {
+    const int nub = (H + VL - 1) / VL;
+    const SUF(fwd_job) j = {{T, B, H, NI, xr, xw, wfi, bs, off, perm, wf, bf, hbuf, cbuf, y,
+                             gates, tc, th},
+                            mode, fl_row_chunks(B, mode), nub, 4 * H,
+                            off ? (long)off[T] : (long)T * B, w_ih, gemm};
+    const int n_phases = (xw ? 1 : 0) + (mode == FL_MODE_ROWS ? 1 : T);
+    const fl_job job = {&j, n_phases, SUF(fwd_count), SUF(fwd_unit), nthreads};
+    fl_pool_run(&job);
 }
 
 /* ---------------------------------- backward --------------------------------- */
 
 typedef struct {
-    int T, B, H, tu;
+    int T, B, H;
     const int *bs;
     const ptrdiff_t *off;
     const int *perm;
@@ -382,54 +418,136 @@ static void SUF(bwd_rows)(const SUF(bwd_args) *a, int t, int r0, int r1, int ub,
     }
 }
 
-static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s) {
+/* Backward's dh works on groups of unit blocks as wide as a full row block's sums (4, 2
+ * or 1: FL_SUMS_PER_ROW(FL_MAX_ROWS)), then the rest in groups of 2 and 1: group g of nub
+ * blocks starts at block *ub and holds *nv of them. Every mode uses the same groups. */
+static int SUF(bwd_groups)(int nub) {
+    const int w = FL_SUMS_PER_ROW(FL_MAX_ROWS), rest = nub % w;
+    return nub / w + (w == 4 ? rest / 2 + rest % 2 : rest);
+}
+
+static void SUF(bwd_group)(int nub, int g, int *ub, int *nv) {
+    const int w = FL_SUMS_PER_ROW(FL_MAX_ROWS), full = nub / w;
+    if (g < full) {
+        *ub = g * w, *nv = w;
+        return;
+    }
+    int at = full * w, left = nub - at;
+    g -= full;
+    if (w == 4 && left >= 2) {
+        if (g == 0) {
+            *ub = at, *nv = 2;
+            return;
+        }
+        at += 2, left -= 2, g--;
+    }
+    (void)left;
+    *ub = at + g, *nv = 1;
+}
+
+/* dh for sorted rows [s.r0, s.r1) (those active at step t) and every unit block of the
+ * groups [g0, g1) */
+static void SUF(bwd_recurrent)(const SUF(bwd_args) *a, int t, fl_share s, int nub, int g0,
+                               int g1) {
     const int active = a->bs ? a->bs[t] : a->B;
     const int r1 = s.r1 < active ? s.r1 : active;
-    int ub = s.ub0;
-    if (FL_SUMS_PER_ROW(FL_MAX_ROWS) == 4) /* as many unit blocks as a full block has sums */
-        for (; ub + 4 <= s.ub1; ub += 4) SUF(bwd_rows)(a, t, s.r0, r1, ub, 4);
-    if (FL_SUMS_PER_ROW(FL_MAX_ROWS) >= 2)
-        for (; ub + 2 <= s.ub1; ub += 2) SUF(bwd_rows)(a, t, s.r0, r1, ub, 2);
-    for (; ub < s.ub1; ub++) SUF(bwd_rows)(a, t, s.r0, r1, ub, 1);
+    for (int g = g0; g < g1; g++) {
+        int ub, nv;
+        SUF(bwd_group)(nub, g, &ub, &nv);
+        SUF(bwd_rows)(a, t, s.r0, r1, ub, nv);
+    }
+}
+
+/* One backward call as a pool job:
+ *   FL_MODE_ROWS   phase 0: a unit per chunk of rows, every step from T-1 down to 0;
+ *   FL_MODE_STEPS  phases 0..T: phase k runs, per (group of unit blocks, row block), dh of
+ *                  step T-k (from dz of that step; not in phase 0) and then dz of step
+ *                  T-1-k for the same units (not in phase T): dh's units are the gate
+ *                  math's next inputs, so one phase per step suffices;
+ * then one phase for the gradients shared by every step: FL_G_CHUNKS units of dW_ih,
+ * dW_hh and db rows, and FL_M_CHUNKS of dx rows. */
+typedef struct {
+    SUF(bwd_args) a;
+    int mode, nchunks, nub, ngroups, NI, nm;
+    long M;
+    const R *xr, *hr, *w_ih;
+    R *dxr, *dw_ih, *dw_hh, *db;
+    SUF(gemm_fn) gemm;
+} SUF(bwd_job);
+
+static int SUF(bwd_count)(const void *ctx, int phase) {
+    const SUF(bwd_job) *j = ctx;
+    const int last = j->mode == FL_MODE_ROWS ? 1 : j->a.T + 1;
+    if (phase == last) return FL_G_CHUNKS + j->nm;
+    return j->mode == FL_MODE_ROWS ? j->nchunks : j->ngroups * j->nchunks;
+}
+
+static void SUF(bwd_shared)(const SUF(bwd_job) *j, int index) {
+    const SUF(bwd_args) *a = &j->a;
+    const int G = 4 * a->H, H = a->H, NI = j->NI, LZ = a->LZ;
+    const long M = j->M;
+    if (index < FL_G_CHUNKS) {
+        const int g0 = (int)fl_part(G, FL_G_CHUNKS, index);
+        const int g1 = (int)fl_part(G, FL_G_CHUNKS, index + 1);
+        if (g1 <= g0) return;
+        SUF(gemm_rm)(j->gemm, 'T', 'N', g1 - g0, NI, (int)M, a->dz + g0, LZ, j->xr, NI, 0,
+                     j->dw_ih + (size_t)g0 * NI, NI);
+        SUF(gemm_rm)(j->gemm, 'T', 'N', g1 - g0, H, (int)M, a->dz + g0, LZ, j->hr, H, 0,
+                     j->dw_hh + (size_t)g0 * H, H);
+        for (int g = g0; g < g1; g++) j->db[g] = 0;
+        for (long m = 0; m < M; m++) {
+            const R *row = a->dz + m * LZ;
+            for (int g = g0; g < g1; g++) j->db[g] += row[g];
+        }
+        return;
+    }
+    index -= FL_G_CHUNKS;
+    const long m0 = fl_part(M, j->nm, index), m1 = fl_part(M, j->nm, index + 1);
+    SUF(gemm_rm)(j->gemm, 'N', 'N', (int)(m1 - m0), NI, G, a->dz + m0 * LZ, LZ, j->w_ih, NI, 0,
+                 j->dxr + m0 * NI, NI);
+}
+
+static void SUF(bwd_unit)(const void *ctx, int phase, int index) {
+    const SUF(bwd_job) *j = ctx;
+    const SUF(bwd_args) *a = &j->a;
+    const int B = a->B, T = a->T;
+    if (phase == (j->mode == FL_MODE_ROWS ? 1 : T + 1)) {
+        SUF(bwd_shared)(j, index);
+        return;
+    }
+    if (j->mode == FL_MODE_ROWS) {
+        const fl_share s = {fl_chunk_row(B, j->nchunks, index, j->mode),
+                            fl_chunk_row(B, j->nchunks, index + 1, j->mode), 0, j->nub};
+        for (int t = T - 1; t >= 0; t--) {
+            SUF(bwd_gates)(a, t, s);
+            SUF(bwd_recurrent)(a, t, s, j->nub, 0, j->ngroups);
+        }
+        return;
+    }
+    const int g = index / j->nchunks, c = index % j->nchunks;
+    int ub, nv;
+    SUF(bwd_group)(j->nub, g, &ub, &nv);
+    const fl_share s = {fl_chunk_row(B, j->nchunks, c, j->mode),
+                        fl_chunk_row(B, j->nchunks, c + 1, j->mode), ub, ub + nv};
+    const int t = T - 1 - phase;
+    if (phase > 0) SUF(bwd_recurrent)(a, t + 1, s, j->nub, g, g + 1);
+    if (t >= 0) SUF(bwd_gates)(a, t, s);
 }
 
 static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const R *wb, const R *gates, const R *tc,
                                const R *dy, R *dh, R *dc, R *dz, const R *xr, const R *hr,
                                const R *w_ih, SUF(gemm_fn) gemm, R *dxr, R *dw_ih, R *dw_hh,
-                               R *db, int tu, int nthreads) {
-    const int LZ = FL_DZ_LD(4 * H, (int)sizeof(R));
-    const SUF(bwd_args) a = {T, B, H, tu, bs, off, perm, wb, gates, tc, dy, dh, dc, dz, LZ};
-    const int nub = (H + VL - 1) / VL, G = 4 * H;
+                               R *db, int mode, int nthreads) {
+    const int nub = (H + VL - 1) / VL;
     const long M = off ? (long)off[T] : (long)T * B;
-#pragma omp parallel num_threads(nthreads)
-    {
-        const unsigned fp = fl_flush_denormals();
-        const fl_share s = fl_my_share(B, nub, tu);
-        for (int t = T - 1; t >= 0; t--) {
-            SUF(bwd_gates)(&a, t, s);
-#pragma omp barrier
-            /* dh for the same rows and units this thread reads in the next bwd_gates, from
-             * dz rows of step t only: no second barrier is needed */
-            SUF(bwd_recurrent)(&a, t, s);
-        }
-#pragma omp barrier
-        /* the weights are shared by every step: their gradients are sums over all of them */
-        const int g0 = (int)fl_split(G, 0), g1 = (int)fl_split(G, 1);
-        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, NI, (int)M, dz + g0, LZ, xr, NI, 0,
-                     dw_ih + (size_t)g0 * NI, NI);
-        SUF(gemm_rm)(gemm, 'T', 'N', g1 - g0, H, (int)M, dz + g0, LZ, hr, H, 0,
-                     dw_hh + (size_t)g0 * H, H);
-        for (int g = g0; g < g1; g++) db[g] = 0;
-        for (long m = 0; m < M; m++) {
-            const R *row = dz + m * LZ;
-            for (int g = g0; g < g1; g++) db[g] += row[g];
-        }
-        const long m0 = fl_split(M, 0), m1 = fl_split(M, 1);
-        SUF(gemm_rm)(gemm, 'N', 'N', (int)(m1 - m0), NI, G, dz + m0 * LZ, LZ, w_ih, NI, 0,
-                     dxr + m0 * NI, NI);
-        fl_restore_fp(fp);
-    }
+    const SUF(bwd_job) j = {
+        {T, B, H, bs, off, perm, wb, gates, tc, dy, dh, dc, dz, FL_DZ_LD(4 * H, (int)sizeof(R))},
+        mode, fl_row_chunks(B, mode), nub, SUF(bwd_groups)(nub), NI,
+        M < FL_M_CHUNKS ? (int)M : FL_M_CHUNKS, M, xr, hr, w_ih, dxr, dw_ih, dw_hh, db, gemm};
+    const int n_phases = (mode == FL_MODE_ROWS ? 1 : T + 1) + 1;
+    const fl_job job = {&j, n_phases, SUF(bwd_count), SUF(bwd_unit), nthreads};
+    fl_pool_run(&job);
 }
 
 #undef V

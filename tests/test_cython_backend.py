@@ -1,5 +1,7 @@
 """What only the compiled backend has: its two work splits, thread counts, concurrent
-Python threads, fork, denormal flushing, and a bounds-checked build."""
+Python threads, fork, denormal flushing, and a bounds-checked build. (Its thread pool's
+promises, results independent of the team and no wait for a late helper, are in
+test_thread_pool.py.)"""
 import os
 import platform
 import shutil
@@ -38,7 +40,7 @@ def compare_with_reference(*args, **kwargs):
     assert_backend_matches_reference("cython", *args, **kwargs)
 
 
-@pytest.mark.parametrize("path", ["units", "batch"])
+@pytest.mark.parametrize("path", ["steps", "rows"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("T,B,H", [(1, 1, 20), (6, 1, 33), (5, 13, 40), (7, 9, 16)])
@@ -76,12 +78,21 @@ def test_large_inputs_hoist_their_projection(cy):
     assert not cy.hoists_input("avx2", 100, 256, 256)  # one sequence: too few rows
 
 
-def test_plan_picks_the_path_by_shape(cy):
+def test_plan_picks_the_split_by_shape(cy):
     fastlstm.set_num_threads(2)
-    assert cy.plan(100, 1, 128, 8) == (2, 2)    # units: each thread owns half of H
-    assert cy.plan(100, 256, 16, 1) == (2, 1)   # one unit block: rows are split
-    assert cy.plan(1, 1, 128, 8)[0] == 1        # one small step: waking a thread costs more
-    assert cy.plan(100, 1, 8, 1)[0] == 1        # too little work per step for two
+    rows, steps = cy._k.MODE_ROWS, cy._k.MODE_STEPS
+    for isa in cy.runnable_isas():
+        # one row: hidden units are split, a phase per step
+        assert cy.plan(100, 1, 32, 128, isa, 4) == (2, steps)
+        # a batch of a small model (the seed model): chunks of rows, no wait per step
+        assert cy.plan(10, 32, 50, 50, isa, 4) == (2, rows)
+        # a batch with weights too big for a core's cache each: hidden units again
+        assert cy.plan(100, 16, 64, 256, isa, 4) == (2, steps)
+        assert cy.plan(1, 1, 32, 128, isa, 4)[0] == 1   # one small step: a helper costs more
+        assert cy.plan(100, 1, 1, 8, isa, 4)[0] == 1    # too little work per step for two
+        assert cy.plan(3, 7, 1, 8, isa, 4)[0] == 1      # too little work in the whole call
+    fastlstm.set_num_threads(1)
+    assert cy.plan(10, 32, 50, 50, cy.ISA, 4) == (1, rows)  # the split is the shape's alone
 
 
 def test_thread_count_changes_between_calls(cy):
@@ -92,7 +103,7 @@ def test_thread_count_changes_between_calls(cy):
         fastlstm.set_num_threads(n)
         results.append(m.eval()(x)[0])
     for r in results[1:]:
-        np.testing.assert_allclose(r, results[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(r, results[0])  # the team never changes a bit
 
 
 def test_concurrent_python_threads_get_their_own_results(cy):

@@ -5,11 +5,17 @@ the one FASTLSTM_ISA names), packs the weights once per weights (the API caches 
 through pack_weights), keeps the kernels' scratch per Python thread (up to SCRATCH_BUDGET
 bytes, reused by any call that fits), hands the packed-sequence layout
 (sequences.PackedSequences) to the kernels as it is, decides where BLAS takes over from
-the register blocks (hoists_input), and picks the work split:
-  "units"  every thread owns whole hidden units over all rows: its slice of W_hh stays in
-           its own cache for the whole sequence (small batches, and any H with enough
-           unit blocks to go round);
-  "batch"  rows are split as well, for when there are fewer unit blocks than threads.
+the register blocks (hoists_input), and picks the work split and the team (plan).
+
+Every call is one job of the extension's thread pool (src_cython/pool.h): the calling
+thread starts at once and helper threads join when they wake, so a helper asleep after an
+idle spell costs nothing but its help. The work is split into units fixed by the shape:
+  "rows"   chunks of rows, each for the whole sequence: no wait per step at all (batches of
+           small models, whose weights fit a core's cache many times over);
+  "steps"  one phase per time step, units of hidden-unit blocks: each thread keeps its
+           slice of W_hh in its own cache for the whole sequence (large weights, one row).
+Neither the split nor the team changes a result's bits: what a unit computes depends only
+on the shape, whoever runs it.
 """
 import contextlib
 import os
@@ -69,12 +75,19 @@ except ValueError as exc:  # not an ImportError: "auto" must not quietly pass it
     raise ValueError(f"{ISA_ENV}={FORCED}: {exc}. Unset {ISA_ENV} to choose "
                      "automatically.") from None
 
-# Tests set this to "units" or "batch" to run one path whatever the shape.
+# Tests set this to "rows" or "steps" to run one split whatever the shape.
 FORCE_PATH = None
-# Below this many multiply-adds per step and thread, a second thread costs more (one
-# barrier per step) than it saves; a one-step call needs far more to pay for waking it.
+# The "rows" split when the packed weights (W_ih and W_hh) are at most this many bytes: a
+# chunk of rows streams them all every step, so they must sit in its core's L2 with room
+# to spare; larger weights are split by hidden units ("steps").
+ROWS_MAX_WEIGHT_BYTES = 256 << 10
+# A second thread pays off from this many multiply-adds per step and thread in the
+# "steps" split (it meets the others every step), and per call and thread in the "rows"
+# split; a one-step call needs far more to pay for waking a helper.
 MIN_MACS_PER_THREAD = 16384
+MIN_MACS_PER_CALL_AND_THREAD = 1 << 18
 MIN_MACS_PER_THREAD_ONE_STEP = 1 << 20
+_MODES = {"rows": _k.MODE_ROWS, "steps": _k.MODE_STEPS}
 
 
 def _aligned(a):
@@ -169,24 +182,42 @@ _plans = {}
 _NO_GUARD = contextlib.nullcontext()
 
 
-def plan(T, B, H, nub):
-    """(threads, unit groups) for one layer call: the path and its thread grid."""
-    key = (T == 1, B, H, nub, 1 if in_forked_child() else get_num_threads(), FORCE_PATH)
+def plan(T, B, I, H, isa, itemsize):
+    """(threads, split) for one layer call: the team asked of the pool and the kernels'
+    mode (_k.MODE_ROWS or _k.MODE_STEPS)."""
+    key = (T, B, I, H, isa, itemsize, 1 if in_forked_child() else get_num_threads(),
+           FORCE_PATH)
     found = _plans.get(key)
     if found is None:
+        if len(_plans) > 4096:  # shapes seen over a long life: keep the table small
+            _plans.clear()
         found = _plans[key] = _plan(*key)
     return found
 
 
-def _plan(one_step, B, H, nub, nt, force):
-    macs = B * 4 * H * H
-    per_thread = MIN_MACS_PER_THREAD_ONE_STEP if one_step else MIN_MACS_PER_THREAD
-    nt = max(1, min(nt, macs // per_thread))
-    path = force or ("units" if nub >= nt else "batch")
-    if path == "units" or nt == 1:
-        return nt, min(nt, nub)
-    # at least two row groups; as many unit groups as divide the team evenly
-    return nt, max(d for d in range(1, min(nt - 1, nub) + 1) if nt % d == 0)
+def row_chunks(B, rows, path):
+    """The kernels' row chunks (lstm_cpu.h fl_row_chunks): blocks of `rows`, an even
+    number of chunks in the "rows" split."""
+    n = -(-B // rows)
+    return n + 1 if path == "rows" and n > 1 and n % 2 else n
+
+
+def _plan(T, B, I, H, isa, itemsize, nt, force):
+    variant = VARIANTS[isa]
+    vl = variant["vector_bytes"] // itemsize
+    nub = -(-H // vl)
+    weight_bytes = nub * vl * 4 * (I + H) * itemsize
+    path = force or ("rows" if row_chunks(B, variant["rows"], "rows") >= 2
+                     and weight_bytes <= ROWS_MAX_WEIGHT_BYTES else "steps")
+    chunks = row_chunks(B, variant["rows"], path)
+    macs_per_step = B * 4 * nub * vl * (I + H)
+    if T == 1:
+        nt = min(nt, macs_per_step // MIN_MACS_PER_THREAD_ONE_STEP)
+    elif path == "rows":
+        nt = min(nt, chunks, T * macs_per_step // MIN_MACS_PER_CALL_AND_THREAD)
+    else:
+        nt = min(nt, nub * chunks, macs_per_step // MIN_MACS_PER_THREAD)
+    return max(1, nt), _MODES[path]
 
 
 # Tests set this to True or False to run one path whatever the shape.
@@ -219,10 +250,10 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None)
     packed = packed or Packed(w_ih, w_hh, b)
     hoist = hoists_input(packed.isa, seq.M, I, H)
     ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, hoist=hoist)
-    nthreads, tu = plan(T, B, H, packed.k.nub)
+    nthreads, mode = plan(T, B, I, H, packed.isa, x.itemsize)
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
     with (_blas_guard or _NO_GUARD) if hoist else _NO_GUARD:
-        _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, tu, nthreads)
+        _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, mode, nthreads)
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db, dh0,
@@ -233,7 +264,7 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
     ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, backward=True)
-    nthreads, tu = plan(T, B, H, packed.k.nub)
+    nthreads, mode = plan(T, B, I, H, packed.isa, x.itemsize)
     with _blas_guard or _NO_GUARD:
         _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,
-                    dh0, dc0, packed.for_backward(), ws, tu, nthreads)
+                    dh0, dc0, packed.for_backward(), ws, mode, nthreads)
