@@ -9,6 +9,7 @@ import importlib.util
 import numpy as np
 
 from ..params import to_onnx_weights
+from .runners import StepCursor, stream_pass
 
 PEERS = ("torch", "onnxruntime")
 INSTALL = ('pip install "fastlstm[compare]" (from a clone of the repository: '
@@ -52,6 +53,34 @@ class TorchRunner:
         self.x = torch.from_numpy(wl.x)
         self.dy = torch.from_numpy(wl.dy)
         self.lengths = None if wl.lengths is None else torch.from_numpy(wl.lengths.astype(np.int64))
+        self.step_api = "LSTMCell"
+        self._cursor, self._train_cursor = StepCursor(cfg.T), StepCursor(cfg.T)
+
+    def _step(self, cursor):
+        """One LSTMCell call of one step from `cursor`, its state carried on; h_t."""
+        state = cursor.state or (self.torch.zeros(self.wl.cfg.B, self.wl.cfg.H),) * 2
+        with self.torch.inference_mode():
+            h, c = self.net(self.x[cursor.t], state)
+        cursor.advance((h, c))
+        return h.numpy()
+
+    def _train_step(self, cursor):
+        """Forward+backward of one step from `cursor` (truncated BPTT); dx_t."""
+        h, c = cursor.state or (self.torch.zeros(self.wl.cfg.B, self.wl.cfg.H),) * 2
+        self.net.zero_grad(set_to_none=True)
+        x = self.x[cursor.t].clone().requires_grad_()
+        h, c = self.net(x, (h.detach(), c.detach()))
+        h.backward(self.dy[cursor.t])
+        cursor.advance((h, c))
+        return x.grad.numpy()
+
+    def step(self):
+        """One timed LSTMCell call of one step, the state carried from the previous call."""
+        self._step(self._cursor)
+
+    def train_step(self):
+        """One timed forward+backward of one step, the state carried."""
+        self._train_step(self._train_cursor)
 
     def _run(self, x):
         if self.lengths is None:
@@ -61,34 +90,18 @@ class TorchRunner:
         return self.rnn.pad_packed_sequence(out, total_length=x.shape[0])[0]
 
     def forward(self, collect=False):
-        torch, cfg = self.torch, self.wl.cfg
-        with torch.inference_mode():
-            if not cfg.stream:
-                return self._run(self.x).numpy()
-            h = c = torch.zeros(1, cfg.H)
-            ys = []
-            for t in range(cfg.T):
-                h, c = self.net(self.x[t], (h, c))
-                if collect:
-                    ys.append(h.numpy()[None])
-        return np.concatenate(ys) if collect else None
+        if self.wl.cfg.stream:
+            return stream_pass(self._step, self.wl.cfg.T, collect)
+        with self.torch.inference_mode():
+            return self._run(self.x).numpy()
 
     def train(self, collect=False):
-        torch, cfg = self.torch, self.wl.cfg
+        if self.wl.cfg.stream:  # truncated BPTT of one step per call, as fastlstm's stream
+            return stream_pass(self._train_step, self.wl.cfg.T, collect)
         self.net.zero_grad(set_to_none=True)
-        if not cfg.stream:
-            x = self.x.clone().requires_grad_()
-            self._run(x).backward(self.dy)
-            return x.grad.numpy()
-        h = c = torch.zeros(1, cfg.H)
-        dxs = []
-        for t in range(cfg.T):  # truncated BPTT of one step per call, as fastlstm's stream
-            x = self.x[t].clone().requires_grad_()
-            h, c = self.net(x, (h.detach(), c.detach()))
-            h.backward(self.dy[t])
-            if collect:
-                dxs.append(x.grad.numpy()[None])
-        return np.concatenate(dxs) if collect else None
+        x = self.x.clone().requires_grad_()
+        self._run(x).backward(self.dy)
+        return x.grad.numpy()
 
     def output(self):
         return self.forward(collect=True)
@@ -98,9 +111,11 @@ class TorchRunner:
 
 
 class OnnxRuntimeRunner:
-    """ONNX Runtime's LSTM operator (one node per layer), inference only."""
+    """ONNX Runtime's LSTM operator (one node per layer), inference only; for the stream
+    config a graph of one step taking and giving the state."""
 
     train = None
+    train_step = None
 
     def __init__(self, wl, threads):
         import onnxruntime as ort
@@ -109,25 +124,34 @@ class OnnxRuntimeRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        # idle workers that spin steal the cores from whatever is timed next (2 cores here)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning left at its default (on), as a user gets it: the bench runs each
+        # implementation in a process of its own and waits for its threads to go quiet
+        # before the next one runs, so a spinning pool slows nobody else.
         self.sess = ort.InferenceSession(_onnx_model(wl).SerializeToString(), opts,
                                          providers=["CPUExecutionProvider"])
         self.feeds = {"X": wl.x}
         if wl.lengths is not None:
             self.feeds["seq_lens"] = wl.lengths.astype(np.int32)
+        self.step_api = "LSTM graph of T=1"
+        self._cursor = StepCursor(wl.cfg.T)
+
+    def _step(self, cursor):
+        """One run of the one-step graph from `cursor`, its state carried on; y_t."""
+        B, H = self.wl.cfg.B, self.wl.cfg.H
+        h, c = cursor.state or (np.zeros((1, B, H), np.float32),) * 2
+        y, h, c = self.sess.run(None, {"X": self.wl.x[cursor.t:cursor.t + 1], "h0": h,
+                                       "c0": c})
+        cursor.advance((h, c))
+        return y[0]
+
+    def step(self):
+        """One timed run of the one-step graph, the state carried from the previous call."""
+        self._step(self._cursor)
 
     def forward(self, collect=False):
-        cfg = self.wl.cfg
-        if not cfg.stream:
-            return self.sess.run(["Y"], self.feeds)[0]
-        h = c = np.zeros((1, 1, cfg.H), np.float32)
-        ys = []
-        for t in range(cfg.T):
-            y, h, c = self.sess.run(None, {"X": self.wl.x[t:t + 1], "h0": h, "c0": c})
-            if collect:
-                ys.append(y)
-        return np.concatenate(ys) if collect else None
+        if self.wl.cfg.stream:
+            return stream_pass(self._step, self.wl.cfg.T, collect)
+        return self.sess.run(["Y"], self.feeds)[0]
 
     def output(self):
         return self.forward(collect=True)
