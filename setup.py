@@ -188,8 +188,10 @@ def extensions():
         return []
     headers = [f"{SRC}/{h.relative_to(HERE / SRC)}"
                for pattern in ("*.h", "*.c", "variants/*.c") for h in sorted((HERE / SRC).glob(pattern))]
-    return [Extension(f"fastlstm._cy.{p.stem}", [f"{SRC}/{p.name}"], include_dirs=[SRC],
-                      depends=headers)
+    import numpy  # its C API: the one-step path reads arrays without Python-level calls
+    return [Extension(f"fastlstm._cy.{p.stem}", [f"{SRC}/{p.name}"],
+                      include_dirs=[SRC, numpy.get_include()], depends=headers,
+                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
             for p in sorted((HERE / SRC).glob("*.pyx"))]
 
 

@@ -72,13 +72,15 @@ def lengths_array(value, T, B):
     return None if np.all(arr == T) else arr
 
 
-def state_pair(hx, LD, B, H, dtype, unbatched):
-    """(h0, c0) as contiguous (LD, B, H) arrays; zeros when hx is None."""
+def state_pair(hx, LD, B, H, dtype, unbatched, name="hx"):
+    """(h0, c0) as contiguous (LD, B, H) arrays; zeros when hx is None. `name`: the
+    argument's name in messages ("hx": its items are h0 and c0; "state": h and c)."""
     if hx is None:
         zeros = np.zeros((LD, B, H), dtype)
         return zeros, zeros
+    items = ("h0", "c0") if name == "hx" else ("h", "c")
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-        raise TypeError("hx must be a tuple (h0, c0) of two arrays, "
+        raise TypeError(f"{name} must be a tuple ({items[0]}, {items[1]}) of two arrays, "
                         f"got {type(hx).__name__}")
     h0, c0 = hx
     want = (LD, H) if unbatched else (LD, B, H)
@@ -88,7 +90,7 @@ def state_pair(hx, LD, B, H, dtype, unbatched):
         return h0, c0  # the state handed back by the previous call: nothing to do
     out = []
     for i, v in enumerate(hx):
-        what = f"hx[{i}] ({('h0', 'c0')[i]})"
+        what = f"{name}[{i}] ({items[i]})"
         arr = float_array(v, what, dtype)
         if arr.shape != want:
             raise ValueError(f"{what} must have shape {want} (num_layers*num_directions, "

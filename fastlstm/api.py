@@ -494,6 +494,114 @@ class LSTM:
         state.last_forward = "train" if plan.train else "eval"
         return y, (h_n, c_n)
 
+    def step(self, x_t, state=None):
+        """Run one time step, the state carried by the caller: a sensor or event loop.
+
+        Always runs as in :meth:`eval` mode (no dropout, nothing recorded for
+        :meth:`backward`), with no per-call setup: the packed weights and the buffers are
+        kept per thread and weights version, so a weight reload takes effect at the next
+        step. The outputs are those of the same step in a whole-sequence call, bit for
+        bit, wherever that call does not hoist its input projection into one GEMM (the
+        compiled backend does for 128 inputs or more and 256 (step, row) pairs or more;
+        the results then agree to float rounding).
+
+        Parameters
+        ----------
+        x_t : array_like
+            This step's input, (B, input_size), or (input_size,) for one unbatched
+            sequence. Cast to the model's dtype.
+        state : tuple (h, c) of array_like, optional
+            The state after the previous step, each (num_layers, B, hidden_size)
+            ((num_layers, hidden_size) unbatched), as the previous ``step`` returned it
+            (or ``__call__``'s ``(h_n, c_n)``). None: zeros.
+
+        Returns
+        -------
+        y_t : ndarray
+            The last layer's output, (B, hidden_size) ((hidden_size,) unbatched).
+        (h, c) : tuple of ndarray
+            The state after this step, shaped like `state`: new arrays, the inputs are
+            never written.
+
+        Raises
+        ------
+        ValueError
+            For a bidirectional model (a step needs the whole sequence's reverse
+            direction), and for inputs of the wrong shape; TypeError for the wrong types.
+
+        Examples
+        --------
+        >>> m = fastlstm.LSTM(3, 8, seed=0).eval()
+        >>> state = None
+        >>> for x_t in np.zeros((5, 3), np.float32):
+        ...     y_t, state = m.step(x_t, state)
+        >>> y_t.shape, state[0].shape
+        ((8,), (1, 8))
+        """
+        st = getattr(self._local, "stepper", None)
+        if st is None or st[0] is not self._w:
+            st = self._new_stepper()
+        if st[1] is not None:
+            try:  # arrays that are ready (the state a previous step returned): no Python
+                return st[1].step(x_t, state, st[2])
+            except TypeError:
+                pass  # something to convert, or to explain
+        x_t, unbatched = self._step_input(x_t)
+        B = x_t.shape[0]
+        h, c = self._step_state(state, B, unbatched) if state is not None else (None, None)
+        if st[1] is not None:
+            y, (h, c) = st[1].step(x_t, None if h is None else (h, c), st[2])
+        else:
+            y, (h, c) = self._step_generic(x_t, h, c)
+        if unbatched:
+            return y[0], (h[:, 0], c[:, 0])
+        return y, (h, c)
+
+    def _new_stepper(self):
+        """This thread's (weights version, compiled Stepper or None, threads for batch B)."""
+        if self.bidirectional:
+            raise ValueError("step() runs unidirectional models only: a bidirectional "
+                             "layer's reverse direction needs the whole sequence first; call "
+                             "the model on the sequence instead")
+        w = self._w
+        stepper, threads = None, None
+        kernel = next(iter(self._kernels))
+        if kernel.NAME == "cython" and kernel.fits_step(self.input_size, self.hidden_size):
+            packs = [w.packed(k, kernel) for k in range(self.num_layers)]
+            stepper = kernel.stepper(packs, self.dtype)
+            threads = kernel.step_threads(self.input_size, self.hidden_size, self.dtype,
+                                          packs[0].isa)
+        st = self._local.stepper = (w, stepper, threads)
+        return st
+
+    def _step_input(self, x_t):
+        """x_t as a C-contiguous (B, I) array of the model's dtype, and whether it was 1-D."""
+        x_t = self._as_model_dtype(x_t, "x_t")
+        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size or x_t.size == 0:
+            raise ValueError(f"x_t must be (batch, input_size={self.input_size}) or "
+                             f"(input_size,) for one unbatched sequence, got shape {x_t.shape}")
+        unbatched = x_t.ndim == 1
+        return np.ascontiguousarray(x_t[None] if unbatched else x_t), unbatched
+
+    def _step_state(self, state, B, unbatched):
+        """state checked and converted: C-contiguous (L, B, H) arrays of the model's dtype."""
+        if isinstance(state, (tuple, list)) and len(state) == 2:
+            state = (self._as_model_dtype(state[0], "state[0] (h)"),
+                     self._as_model_dtype(state[1], "state[1] (c)"))
+        h, c = check.state_pair(state, self.num_layers, B, self.hidden_size, self.dtype,
+                                unbatched, name="state")
+        return np.ascontiguousarray(h), np.ascontiguousarray(c)
+
+    def _step_generic(self, x_t, h, c):
+        """step() on the layer loop, for backends without a one-step path of their own."""
+        B, L, H = x_t.shape[0], self.num_layers, self.hidden_size
+        if h is None:
+            h = c = np.zeros((L, B, H), self.dtype)
+        hc = np.empty((2, L, B, H), self.dtype)
+        y, _, _ = self._run_layers(self._w, self._dense_plan(1, B), x_t[None], h, c,
+                                   hc[0], hc[1])
+        return y[0], (hc[0], hc[1])
+
     def _run_layers(self, w, plan, x, h0, c0, h_n, c_n, spare=None):
         """The layer loop, for training and inference: every layer and direction on the
         kernels. Returns the last layer's output (T, B, D*H) and, in training, each

@@ -25,25 +25,25 @@ typedef void (*fl_forward_f32)(int T, int B, int I, int H, const int *bs, const 
                                const int *perm, const float *xr, const float *wfi,
                                const float *wf, const float *bf, float *hbuf, float *cbuf,
                                float *y, float *gates, float *tc, float *th, const float *w_ih,
-                               fl_gemm_f32 gemm, float *xw, int mode, int nthreads);
+                               fl_gemm_f32 gemm, float *xw, int how, int nthreads);
 typedef void (*fl_forward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                                const int *perm, const double *xr, const double *wfi,
                                const double *wf, const double *bf, double *hbuf, double *cbuf,
                                double *y, double *gates, double *tc, double *th,
-                               const double *w_ih, fl_gemm_f64 gemm, double *xw, int mode,
+                               const double *w_ih, fl_gemm_f64 gemm, double *xw, int how,
                                int nthreads);
 typedef void (*fl_backward_f32)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                                 const int *perm, const float *wb, const float *gates,
                                 const float *tc, const float *dy, float *dh, float *dc,
                                 float *dz, const float *xr, const float *hr, const float *w_ih,
                                 fl_gemm_f32 gemm, float *dxr, float *dw_ih, float *dw_hh,
-                                float *db, int mode, int nthreads);
+                                float *db, int how, int nthreads);
 typedef void (*fl_backward_f64)(int T, int B, int I, int H, const int *bs, const ptrdiff_t *off,
                                 const int *perm, const double *wb, const double *gates,
                                 const double *tc, const double *dy, double *dh, double *dc,
                                 double *dz, const double *xr, const double *hr,
                                 const double *w_ih, fl_gemm_f64 gemm, double *dxr,
-                                double *dw_ih, double *dw_hh, double *db, int mode,
+                                double *dw_ih, double *dw_hh, double *db, int how,
                                 int nthreads);
 
 typedef struct {

@@ -86,7 +86,11 @@ typedef struct {
  *   FL_MODE_STEPS  one phase per time step, a unit per (block of hidden units, block of
  *                  FL_MAX_ROWS rows): each slot keeps its slice of W_hh in its own cache.
  */
-enum { FL_MODE_ROWS = 0, FL_MODE_STEPS = 1 };
+enum { FL_MODE_ROWS = 0, FL_MODE_STEPS = 1, FL_MODE_MASK = 0xff };
+/* Or'ed into the mode: helpers asleep are not woken for this call, only those still
+ * looking for work join (a one-step call is over before a sleeper could help, and
+ * waking it costs the caller a system call). */
+#define FL_NO_WAKE 0x100
 
 static inline int fl_row_chunks(int B, int mode) {
     const int n = (B + FL_MAX_ROWS - 1) / FL_MAX_ROWS;

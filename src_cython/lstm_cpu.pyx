@@ -16,8 +16,17 @@
 from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
+cimport numpy as cnp
 
 import numpy as np
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    /* numpy's headers bring <complex.h>, whose macro I would rename every I here */
+    #undef I
+    """
 
 ctypedef fused floating:
     float
@@ -65,7 +74,7 @@ cdef extern from "dispatch.h" nogil:
 
 cdef extern from "pool.h" nogil:
     void fl_pool_set_helper_delay_us(int us)
-    void fl_pool_stats(long *by_caller, long *by_helpers)
+    void fl_pool_stats(long *by_caller, long *by_helpers, long *last_join_us)
     void fl_pool_reset_stats()
     void fl_pool_set_spin_us(int us)
     int fl_pool_spin_us()
@@ -73,16 +82,23 @@ cdef extern from "pool.h" nogil:
 
 # How a call splits its work into units (lstm_cpu.h): chunks of rows for the whole
 # sequence, or a phase per time step
-MODE_ROWS = 0
-MODE_STEPS = 1
+cdef enum:
+    MODE_ROWS_C = 0
+    MODE_STEPS_C = 1
+    NO_WAKE_C = 0x100  # lstm_cpu.h FL_NO_WAKE
+MODE_ROWS = MODE_ROWS_C
+MODE_STEPS = MODE_STEPS_C
+NO_WAKE = NO_WAKE_C
 
 
 def pool_stats():
     """{"caller", "helpers"}: work units the calling threads and the pool's helper threads
-    ran since pool_reset_stats(), and "started": helper threads started so far."""
-    cdef long by_caller, by_helpers
-    fl_pool_stats(&by_caller, &by_helpers)
-    return {"caller": by_caller, "helpers": by_helpers, "started": fl_pool_helpers()}
+    ran since pool_reset_stats(); "join_us": how long after its call started the last
+    helper to join joined (-1: none); "started": helper threads started so far."""
+    cdef long by_caller, by_helpers, join_us
+    fl_pool_stats(&by_caller, &by_helpers, &join_us)
+    return {"caller": by_caller, "helpers": by_helpers, "join_us": join_us,
+            "started": fl_pool_helpers()}
 
 
 def pool_reset_stats():
@@ -463,3 +479,139 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
             memcpy(&dc0[o, 0], dc + r * H, H * sizeof(floating))
         if perm_p != NULL:
             scatter_rows(&dx[0, 0, 0], <floating *>ws.dxp, T, B, I, bs_p, off_p, perm_p)
+
+
+# --------------------------- one step, the state carried by the caller ---------------------
+
+
+
+cdef inline bint _is_array(obj, int typenum, int ndim):
+    return (type(obj) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>obj) == typenum
+            and cnp.PyArray_NDIM(<cnp.ndarray>obj) == ndim
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>obj))
+
+
+cdef class Stepper:
+    """One time step of a stack of unidirectional layers, for a loop that carries the
+    state itself (a sensor loop): every check but the arrays' is made once, here.
+
+    packs: each layer's PackedWeights, of one variant and dtype (layer 0 takes I inputs,
+    the others H). step() runs exactly what a whole-sequence call runs for that step (the
+    register-blocked step with x W_ih^T fused), so its results are that call's, bit for
+    bit, wherever that call does not hoist its input projection into BLAS.
+    """
+    cdef tuple packs
+    cdef readonly int L, I, H, itemsize
+    cdef int typenum
+    cdef object dtype
+    cdef object scratch  # hbuf [2][B][H] for one layer at a time, grown as needed
+    cdef Py_ssize_t scratch_items
+
+    def __init__(self, packs, dtype):
+        self.packs = tuple(packs)
+        self.L = len(self.packs)
+        dt = np.dtype(dtype)
+        if self.L < 1 or dt not in (np.float32, np.float64):
+            raise ValueError("Stepper: needs at least one layer and a float32/float64 dtype")
+        self.itemsize, self.typenum, self.dtype = dt.itemsize, dt.num, dt
+        first = <PackedWeights?>self.packs[0]
+        self.I, self.H = first.n_in, first.H
+        for k, p in enumerate(self.packs):
+            pw = <PackedWeights?>p
+            if (pw.H != self.H or pw.itemsize != self.itemsize or pw.k != first.k
+                    or (k > 0 and pw.n_in != self.H)):
+                raise ValueError("Stepper: the layers' packed weights do not stack")
+        self.scratch, self.scratch_items = None, 0
+
+    cdef int _run(self, const char *xin, int B, const char *hp, const char *cp, char *y,
+                  char *hs, char *cs, int nthreads) except -1:
+        """One step of every layer: x rows xin (B, I); h_{t-1}, c_{t-1} (L, B, H) at hp, cp
+        (NULL: zeros); y (B, H), h_t and c_t (L, B, H) written to y, hs, cs."""
+        cdef int L = self.L, H = self.H, l, n_in
+        cdef Py_ssize_t need = 2 * <Py_ssize_t>B * H
+        if need > self.scratch_items:
+            self.scratch = np.empty(need, self.dtype)
+            self.scratch_items = need
+        cdef char *hb = <char *>cnp.PyArray_DATA(<cnp.ndarray>self.scratch)
+        cdef size_t row = <size_t>B * H * self.itemsize  # bytes of one (B, H) slice
+        cdef PackedWeights pw
+        cdef const fl_kernels *k = (<PackedWeights>self.packs[0]).k
+        cdef bint f32 = self.itemsize == 4
+        for l in range(L):
+            pw = <PackedWeights>self.packs[l]
+            n_in = self.I if l == 0 else H
+            with nogil:
+                # h_{t-1} into the kernels' double buffer, c_{t-1} where c_t goes: the
+                # kernel writes h_t to its y, here layer l's h_t, and updates c in place
+                if hp != NULL:
+                    memcpy(hb, hp + l * row, row)
+                    memcpy(cs + l * row, cp + l * row, row)
+                else:
+                    memset(hb, 0, row)
+                    memset(cs + l * row, 0, row)
+                if f32:
+                    k.forward_f32(1, B, n_in, H, NULL, NULL, NULL, <const float *>xin,
+                                  <float *>pw.p_wfi, <float *>pw.p_wf, <float *>pw.p_bf,
+                                  <float *>hb, <float *>(cs + l * row),
+                                  <float *>(hs + l * row), NULL, NULL, NULL,
+                                  <float *>pw.p_w_ih, sgemm, NULL, MODE_STEPS_C | NO_WAKE_C,
+                                  nthreads)
+                else:
+                    k.forward_f64(1, B, n_in, H, NULL, NULL, NULL, <const double *>xin,
+                                  <double *>pw.p_wfi, <double *>pw.p_wf, <double *>pw.p_bf,
+                                  <double *>hb, <double *>(cs + l * row),
+                                  <double *>(hs + l * row), NULL, NULL, NULL,
+                                  <double *>pw.p_w_ih, dgemm, NULL,
+                                  MODE_STEPS_C | NO_WAKE_C, nthreads)
+                xin = hs + l * row  # the next layer's input: this one's h
+        memcpy(y, hs + (L - 1) * row, row)  # y: the last layer's h
+        return 0
+
+    def step(self, x, state, threads):
+        """(y, (h, c)) of one step for arrays that are ready: x (B, I) or (I,), state None
+        or a tuple of two (L, B, H) (or (L, H) with a 1-D x) arrays, all C-contiguous of
+        the model's dtype; new arrays out. threads(B): the team. Raises TypeError for
+        anything else: the caller converts (or explains) and calls again."""
+        cdef int typenum = self.typenum, L = self.L, H = self.H, nd, B, s
+        if type(x) is not np.ndarray:
+            raise TypeError("x")
+        cdef cnp.ndarray xa = <cnp.ndarray>x
+        nd = cnp.PyArray_NDIM(xa)
+        if (cnp.PyArray_TYPE(xa) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(xa)
+                or nd < 1 or nd > 2 or cnp.PyArray_DIM(xa, nd - 1) != self.I):
+            raise TypeError("x")
+        B = <int>cnp.PyArray_DIM(xa, 0) if nd == 2 else 1
+        if B < 1:
+            raise TypeError("x")
+        cdef const char *hp = NULL
+        cdef const char *cp = NULL
+        cdef cnp.ndarray sa
+        if state is not None:
+            if type(state) is not tuple or len(<tuple>state) != 2:
+                raise TypeError("state")
+            for s in range(2):
+                obj = (<tuple>state)[s]
+                if type(obj) is not np.ndarray:
+                    raise TypeError("state")
+                sa = <cnp.ndarray>obj
+                if (cnp.PyArray_TYPE(sa) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(sa)
+                        or cnp.PyArray_NDIM(sa) != nd + 1 or cnp.PyArray_DIM(sa, 0) != L
+                        or cnp.PyArray_DIM(sa, nd) != H
+                        or (nd == 2 and cnp.PyArray_DIM(sa, 1) != B)):
+                    raise TypeError("state")
+                if s == 0:
+                    hp = <const char *>cnp.PyArray_DATA(sa)
+                else:
+                    cp = <const char *>cnp.PyArray_DATA(sa)
+        cdef cnp.npy_intp dims[3]
+        dims[0], dims[1], dims[2] = L, B, H
+        if nd == 1:
+            dims[1] = H
+        y = cnp.PyArray_EMPTY(nd, &dims[1] if nd == 2 else &dims[2], typenum, 0)
+        h = cnp.PyArray_EMPTY(nd + 1, dims, typenum, 0)
+        c = cnp.PyArray_EMPTY(nd + 1, dims, typenum, 0)
+        nthreads = threads(B)
+        self._run(<const char *>cnp.PyArray_DATA(xa), B, hp, cp,
+                  <char *>cnp.PyArray_DATA(<cnp.ndarray>y), <char *>cnp.PyArray_DATA(<cnp.ndarray>h),
+                  <char *>cnp.PyArray_DATA(<cnp.ndarray>c), nthreads)
+        return y, (h, c)

@@ -264,18 +264,20 @@ static void SUF(fwd_unit)(const void *ctx, int phase, int index) {
 }
 
 /* xw: NULL (x W_ih^T fused into each step's block) or [M][G] scratch, filled first (w_ih
- * [G][NI], gemm: BLAS). mode: FL_MODE_ROWS or FL_MODE_STEPS; nthreads: the team asked for. */
+ * [G][NI], gemm: BLAS). how: FL_MODE_ROWS or FL_MODE_STEPS, plus FL_NO_WAKE; nthreads: the
+ * team asked for. */
 static void SUF(lstm_forward)(int T, int B, int NI, int H, const int *bs, const ptrdiff_t *off,
                               const int *perm, const R *xr, const R *wfi, const R *wf,
                               const R *bf, R *hbuf, R *cbuf, R *y, R *gates, R *tc, R *th,
-                              const R *w_ih, SUF(gemm_fn) gemm, R *xw, int mode, int nthreads) {
-    const int nub = (H + VL - 1) / VL;
+                              const R *w_ih, SUF(gemm_fn) gemm, R *xw, int how, int nthreads) {
+    const int nub = (H + VL - 1) / VL, mode = how & FL_MODE_MASK;
     const SUF(fwd_job) j = {{T, B, H, NI, xr, xw, wfi, bs, off, perm, wf, bf, hbuf, cbuf, y,
                              gates, tc, th},
                             mode, fl_row_chunks(B, mode), nub, 4 * H,
                             off ? (long)off[T] : (long)T * B, w_ih, gemm};
     const int n_phases = (xw ? 1 : 0) + (mode == FL_MODE_ROWS ? 1 : T);
-    const fl_job job = {&j, n_phases, SUF(fwd_count), SUF(fwd_unit), nthreads};
+    const fl_job job = {&j, n_phases, SUF(fwd_count), SUF(fwd_unit), nthreads,
+                        !(how & FL_NO_WAKE)};
     fl_pool_run(&job);
 }
 
@@ -538,15 +540,16 @@ static void SUF(lstm_backward)(int T, int B, int NI, int H, const int *bs, const
                                const int *perm, const R *wb, const R *gates, const R *tc,
                                const R *dy, R *dh, R *dc, R *dz, const R *xr, const R *hr,
                                const R *w_ih, SUF(gemm_fn) gemm, R *dxr, R *dw_ih, R *dw_hh,
-                               R *db, int mode, int nthreads) {
-    const int nub = (H + VL - 1) / VL;
+                               R *db, int how, int nthreads) {
+    const int nub = (H + VL - 1) / VL, mode = how & FL_MODE_MASK;
     const long M = off ? (long)off[T] : (long)T * B;
     const SUF(bwd_job) j = {
         {T, B, H, bs, off, perm, wb, gates, tc, dy, dh, dc, dz, FL_DZ_LD(4 * H, (int)sizeof(R))},
         mode, fl_row_chunks(B, mode), nub, SUF(bwd_groups)(nub), NI,
         M < FL_M_CHUNKS ? (int)M : FL_M_CHUNKS, M, xr, hr, w_ih, dxr, dw_ih, dw_hh, db, gemm};
     const int n_phases = (mode == FL_MODE_ROWS ? 1 : T + 1) + 1;
-    const fl_job job = {&j, n_phases, SUF(bwd_count), SUF(bwd_unit), nthreads};
+    const fl_job job = {&j, n_phases, SUF(bwd_count), SUF(bwd_unit), nthreads,
+                        !(how & FL_NO_WAKE)};
     fl_pool_run(&job);
 }
 

@@ -44,6 +44,7 @@ typedef struct {
 typedef struct {
     const fl_job *job;
     int nslots;
+    double opened_us; /* when the caller opened the job (monotonic clock) */
     _Alignas(64) _Atomic long done; /* units done, over all phases */
     fl_slot slots[FL_MAX_SLOTS];
 } fl_run_state;
@@ -68,6 +69,7 @@ static void restore_fp(unsigned old) {
 }
 
 static _Atomic long stat_caller, stat_helpers;
+static _Atomic long stat_join_us = -1; /* the last join's delay after the job opened */
 static _Atomic int helper_delay_us, spin_us = 2000;
 
 /* Slot s's units of a phase of n: [n s / ns, n (s+1) / ns) */
@@ -200,6 +202,8 @@ static void *helper_main(void *arg) {
         }
         if (!joined) continue;
         fl_run_state *rs = atomic_load_explicit(&P.rs, memory_order_relaxed);
+        atomic_store_explicit(&stat_join_us, (long)(now_us() - rs->opened_us),
+                              memory_order_relaxed);
         const unsigned fp = flush_denormals();
         long total;
         const long ran = participate(rs, ST_JOINED(s) + 1, &total);
@@ -262,11 +266,12 @@ void fl_pool_run(const fl_job *job) {
     rs.nslots = helpers + 1;
     atomic_init(&rs.done, 0);
     for (int s = 0; s < rs.nslots; s++) atomic_init(&rs.slots[s].word, 0);
+    rs.opened_us = now_us();
     atomic_store_explicit(&P.rs, &rs, memory_order_relaxed);
     const uint64_t old = atomic_load(&P.state);
     atomic_store(&P.state, ((uint64_t)(ST_GEN(old) + 1) << 32) | ST_OPEN |
                                ((uint64_t)helpers << 8)); /* seq_cst: pairs with next_job */
-    if (atomic_load(&P.sleepers) > 0) {
+    if (job->wake && atomic_load(&P.sleepers) > 0) {
         pthread_mutex_lock(&P.mu);
         pthread_cond_broadcast(&P.cv);
         pthread_mutex_unlock(&P.mu);
@@ -298,14 +303,16 @@ int fl_pool_helpers(void) { return 0; }
 
 void fl_pool_set_helper_delay_us(int us) { atomic_store(&helper_delay_us, us < 0 ? 0 : us); }
 
-void fl_pool_stats(long *by_caller, long *by_helpers) {
+void fl_pool_stats(long *by_caller, long *by_helpers, long *last_join_us) {
     *by_caller = atomic_load(&stat_caller);
     *by_helpers = atomic_load(&stat_helpers);
+    *last_join_us = atomic_load(&stat_join_us);
 }
 
 void fl_pool_reset_stats(void) {
     atomic_store(&stat_caller, 0);
     atomic_store(&stat_helpers, 0);
+    atomic_store(&stat_join_us, -1);
 }
 
 void fl_pool_set_spin_us(int us) { atomic_store(&spin_us, us < 0 ? 0 : us); }

@@ -26,6 +26,7 @@ typedef struct {
     int (*count)(const void *ctx, int phase);            /* units in phase p, >= 0 */
     void (*unit)(const void *ctx, int phase, int index); /* run one unit */
     int threads; /* participants wanted, calling thread included (1: no helpers) */
+    int wake;    /* 0: helpers asleep are left asleep; only those still spinning join */
 } fl_job;
 
 /* Run `job` to completion. Every unit has run once when it returns. */
@@ -35,8 +36,10 @@ void fl_pool_run(const fl_job *job);
  * (0: no delay), as a helper woken late on a busy machine would. */
 void fl_pool_set_helper_delay_us(int us);
 
-/* For the tests: units the calling thread and the helpers ran since the last reset. */
-void fl_pool_stats(long *by_caller, long *by_helpers);
+/* For the tests and the curious: units the calling threads and the helpers ran since the
+ * last reset, and how long (us) after its job opened the last helper to join joined
+ * (-1: none since the reset). */
+void fl_pool_stats(long *by_caller, long *by_helpers, long *last_join_us);
 void fl_pool_reset_stats(void);
 
 /* How long a helper keeps looking for new work after a job before it sleeps (us). */

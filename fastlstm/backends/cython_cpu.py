@@ -242,6 +242,41 @@ def _fits(T, B, I, H):
     return T * B * max(I, 4 * H) <= INT32_MAX
 
 
+def fits_step(I, H):
+    """Whether step() can run a model of this size here (the kernels' 32-bit sizes)."""
+    return _fits(1, 1, I, H)
+
+
+def stepper(packs, dtype):
+    """The one-step runner of a stack of unidirectional layers (lstm_cpu.Stepper)."""
+    return _k.Stepper([p.k for p in packs], dtype)
+
+
+# step(): a helper still spinning from the previous step joins the next one, one asleep is
+# never woken (the step is over first); from this many multiply-adds per step and thread,
+# sharing a step pays for meeting once.
+MIN_MACS_PER_THREAD_STEP = 1 << 15
+
+
+def step_threads(I, H, dtype, isa):
+    """threads(B): the team for one step() of batch B, remembered per B."""
+    vl = VARIANTS[isa]["vector_bytes"] // np.dtype(dtype).itemsize
+    nub, known = -(-H // vl), {}
+
+    def threads(B):
+        found = known.get(B)
+        if found is None:
+            if len(known) > 64:
+                known.clear()
+            nt = 1 if in_forked_child() else get_num_threads()
+            macs = B * 4 * nub * vl * (I + H)
+            found = known[B] = max(1, min(nt, nub * row_chunks(B, VARIANTS[isa]["rows"],
+                                                                "steps"),
+                                          macs // MIN_MACS_PER_THREAD_STEP))
+        return found
+    return threads
+
+
 def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None):
     T, B, I = x.shape
     H = w_hh.shape[1]
