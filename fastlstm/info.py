@@ -122,6 +122,11 @@ def _blas_info():
     except ImportError:
         return [{"note": "threadpoolctl not installed; BLAS unknown"}]
     from ._blas import PINNED
+    try:  # the kernels load scipy's BLAS on first need: load it now, to report it
+        from .backends import cython_cpu
+        cython_cpu._blas()
+    except ImportError:  # no compiled backend: whatever is loaded is what there is
+        pass
     keep = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
     out = []
     for lib in threadpool_info():

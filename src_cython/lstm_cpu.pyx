@@ -9,13 +9,14 @@
 # With lengths, the real (step, row) pairs are packed time-major, longest rows first
 # (torch's PackedSequence layout, fastlstm/backends/sequences.py, taken as it is):
 # M = sum(lengths) rows, and padding costs nothing.
-# Every GEMM is row-major through scipy's BLAS, operands swapped, so nothing is copied, and
-# runs as units of the kernels' own pool job (pool.h), each on a slice (BLAS single-threaded).
+# Every GEMM is row-major through scipy's BLAS (loaded on first need: load_blas), operands
+# swapped, so nothing is copied, and runs as units of the kernels' own pool job (pool.h),
+# each on a slice (BLAS single-threaded).
 # The adapter (fastlstm/backends/cython_cpu.py) packs the weights and owns the scratch
 # (Workspace); the C kernels allocate nothing.
 from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 cimport numpy as cnp
 
 import numpy as np
@@ -119,6 +120,31 @@ def pool_spin_us(us=None):
             raise ValueError(f"us must be >= 0, got {us}")
         fl_pool_set_spin_us(us)
     return fl_pool_spin_us()
+
+
+# scipy's BLAS (?gemm), loaded when a call first needs it (backward, or a forward that
+# hoists its input projection): importing scipy.linalg costs a fresh process 0.15 s,
+# which inference on the fused path never has to pay.
+cdef fl_gemm_f32 sgemm = NULL
+cdef fl_gemm_f64 dgemm = NULL
+
+
+def load_blas():
+    """Take ?gemm from scipy.linalg.cython_blas (once; any thread may call it)."""
+    global sgemm, dgemm
+    if sgemm != NULL and dgemm != NULL:
+        return
+    from scipy.linalg import cython_blas
+    capi = cython_blas.__pyx_capi__
+    d = <fl_gemm_f64>PyCapsule_GetPointer(capi["dgemm"], PyCapsule_GetName(capi["dgemm"]))
+    f = <fl_gemm_f32>PyCapsule_GetPointer(capi["sgemm"], PyCapsule_GetName(capi["sgemm"]))
+    dgemm, sgemm = d, f
+
+
+cdef inline int _need_blas() except -1:
+    if sgemm == NULL or dgemm == NULL:
+        load_blas()
+    return 0
 
 
 def variants():
@@ -392,6 +418,8 @@ def forward(const floating[:, :, ::1] x, const floating[:, ::1] h0,
             raise ValueError("lstm_cpu.forward: tape shapes do not match x and h0")
         gates_p, tc_p, th_p = &gates[0, 0, 0], &tc[0, 0, 0], &th[0, 0, 0]
     _sequence_arrays(seq, &perm_p, &bs_p, &off_p, &steps_p)
+    if ws.xw != NULL:
+        _need_blas()
     with nogil:
         if perm_p != NULL:
             gather_rows(<floating *>ws.xp, src, T, B, I, bs_p, off_p, perm_p)
@@ -453,6 +481,7 @@ def backward(const floating[:, :, ::1] gates, const floating[:, :, ::1] tc,
             or dh0.shape[1] != H or dc0.shape[0] != B or dc0.shape[1] != H):
         raise ValueError("lstm_cpu.backward: buffer shapes do not match x (T, B, I), dh_n (B, H)")
     _sequence_arrays(seq, &perm_p, &bs_p, &off_p, &steps_p)
+    _need_blas()
     with nogil:
         for r in range(B):
             o = perm_p[r] if perm_p != NULL else r

@@ -32,7 +32,6 @@ NAME = "cython"
 _k = load_extension("lstm_cpu")
 if _k is None:  # the registry only imports this module when the extension exists
     raise ImportError("fastlstm._cy.lstm_cpu is not built")
-_blas_guard = pin_scipy_blas()  # None when scipy's BLAS is pinned for good
 INT32_MAX = 2 ** 31 - 1
 
 # {"name", "vector_bytes", "rows", "gate_group", "runs_here"} per variant, best first
@@ -180,6 +179,25 @@ def _workspace(dtype, T, B, I, H, M, packed_rows, backward=False, hoist=False):
 
 _plans = {}
 _NO_GUARD = contextlib.nullcontext()
+_blas_lock = threading.Lock()
+_blas_ready = False
+_blas_guard = None  # None when scipy's BLAS is pinned for good (or cannot be controlled)
+
+
+def _blas():
+    """The guard every call that runs BLAS holds (_NO_GUARD where none is needed).
+
+    scipy's BLAS is loaded and pinned to one thread on the first call that needs it (a
+    backward, or a forward that hoists its input projection): importing scipy.linalg
+    costs a fresh process 0.15 s, which inference on the fused path never pays."""
+    global _blas_ready, _blas_guard
+    if not _blas_ready:
+        with _blas_lock:
+            if not _blas_ready:
+                _blas_guard = pin_scipy_blas()
+                _k.load_blas()
+                _blas_ready = True
+    return _blas_guard or _NO_GUARD
 
 
 def plan(T, B, I, H, isa, itemsize):
@@ -287,7 +305,7 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None)
     ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, hoist=hoist)
     nthreads, mode = plan(T, B, I, H, packed.isa, x.itemsize)
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
-    with (_blas_guard or _NO_GUARD) if hoist else _NO_GUARD:
+    with _blas() if hoist else _NO_GUARD:
         _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, mode, nthreads)
 
 
@@ -300,6 +318,6 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
     ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, backward=True)
     nthreads, mode = plan(T, B, I, H, packed.isa, x.itemsize)
-    with _blas_guard or _NO_GUARD:
+    with _blas():
         _k.backward(tape.gates, tape.c, tape.h, x, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db,
                     dh0, dc0, packed.for_backward(), ws, mode, nthreads)

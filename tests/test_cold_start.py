@@ -1,0 +1,33 @@
+"""A fresh process's first result: inference on the compiled backend's fused path loads
+neither scipy.linalg (0.15 s of imports) nor threadpoolctl; the first call that needs BLAS
+(a backward, or a forward that hoists its input projection) loads and pins it then."""
+import subprocess
+import sys
+
+from conftest import require_backend
+
+PROBE = """
+import sys
+import numpy as np
+import fastlstm
+m = fastlstm.LSTM(32, 128, backend="cython")
+m.eval()(np.zeros((100, 1, 32), np.float32))
+m.step(np.zeros(32, np.float32))
+print("after inference:", "scipy.linalg" in sys.modules, "threadpoolctl" in sys.modules)
+m.train()
+y, _ = m(np.ones((5, 2, 32), np.float32))
+dx, _ = m.backward(np.ones_like(y))
+from fastlstm import _blas
+print("after backward:", "scipy.linalg" in sys.modules, bool(np.isfinite(dx).all()),
+      len(_blas.PINNED) > 0 or "no pin")
+"""
+
+
+def test_inference_loads_no_blas_and_training_loads_it_when_needed():
+    require_backend("cython")
+    run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == "after inference: False False", run.stdout
+    assert lines[1].startswith("after backward: True True"), run.stdout
