@@ -27,6 +27,12 @@ def _positive(text):
     return value
 
 
+def _non_negative(text):
+    if text.strip() == "0":
+        return 0
+    return _positive(text)
+
+
 def _thread_count(text):
     """argparse type of --threads: fastlstm.threads' rule (1 .. usable cores)."""
     from .threads import check_num_threads
@@ -66,11 +72,21 @@ def build_parser():
                        help="peers timed side by side: torch, onnxruntime, 'none', or 'auto' "
                             "(default: both; one that is not installed is skipped with a note)")
     bench.add_argument("--repeat", type=_positive, default=7,
-                       help="timed runs per figure, interleaved across implementations "
-                            "(default 7)")
+                       help="timed calls per implementation, config and mode in each round "
+                            "(default 7; stream: back-to-back, a whole pass of 100 steps)")
+    bench.add_argument("--rounds", type=_positive, default=3,
+                       help="rounds: in each, every implementation's process takes its turn "
+                            "on every config, one at a time (default 3)")
+    bench.add_argument("--mode", choices=["b2b", "idle", "both"], default="both",
+                       help="b2b: calls back-to-back (a training loop, a busy server); idle: "
+                            "a 50 ms pause before each call (a sporadic caller); both "
+                            "(default)")
+    bench.add_argument("--cold-starts", type=_non_negative, default=None, metavar="N",
+                       help="fresh processes timed from start to a first edge forward "
+                            "(default 5, 2 with --quick; 0: skip)")
     bench.add_argument("--quick", action="store_true",
-                       help="3 runs per figure and a smaller GEMM peak probe: seconds, for CI "
-                            "and a first look")
+                       help="1 round of 3 calls, 2 cold starts and a smaller GEMM peak "
+                            "probe: seconds, for CI and a first look")
     bench.add_argument("--threads", type=_thread_count,
                        help="threads for fastlstm and the peers, at most the usable cores "
                             "(default: every usable core)")
@@ -134,8 +150,10 @@ def cmd_bench(args, parser, argv):
         cython_cpu.select_isa(args.isa)  # as loading it with FASTLSTM_ISA set chose already
     from ._version import __version__
     from .benchmark import report
-    from .benchmark.peers import peer_version
+    from .benchmark.machine import machine_summary
+    from .benchmark.pool import WorkerError
     from .benchmark.suite import CheckFailed, run_suite
+    from .benchmark.timing import MODES
     from .info import collect_info
     from .threads import default_num_threads, get_num_threads, set_num_threads
     args.configs_given = args.configs is not None
@@ -147,6 +165,8 @@ def cmd_bench(args, parser, argv):
         set_num_threads(args.threads)
     threads = get_num_threads()
     repeat = 3 if args.quick else args.repeat
+    rounds = 1 if args.quick else args.rounds
+    cold = args.cold_starts if args.cold_starts is not None else (2 if args.quick else 5)
     progress = _progress
     if args.scaling:
         from .benchmark.scaling import format_scaling, run_scaling
@@ -163,16 +183,16 @@ def cmd_bench(args, parser, argv):
     try:
         result = run_suite(args.configs, args.backends, peers, repeat, threads, progress,
                            gemm_n=1024 if args.quick else 2048,
-                           first_call=not args.no_first_call)
-    except CheckFailed as exc:
+                           first_call=not args.no_first_call, rounds=rounds,
+                           modes=MODES if args.mode == "both" else (args.mode,),
+                           cold_start_runs=cold)
+    except (CheckFailed, WorkerError) as exc:
         print(f"fastlstm bench: {exc}", file=sys.stderr)
         return 1
     isas = isa.record()
-    versions = {p: peer_version(p) for p in result["peers"]}
-    header = (f"fastlstm {__version__} bench: float32, {threads} threads, median of {repeat} "
-              f"interleaved runs; {info['cpu']}; float32 GEMM peak "
-              f"{result['gemm_peak_gflops']:.0f} GFLOP/s"
-              + "".join(f"; {p} {v}" for p, v in versions.items()))
+    versions = {p: w["version"] for p, w in result["workers"].items() if p in result["peers"]}
+    result["machine_summary"] = machine_summary(info)
+    header = report.format_header(result, __version__, versions)
     held_back = isa.describe(isas)
     if held_back:
         header += "\n" + held_back
@@ -237,8 +257,8 @@ def main(argv=None):
     -------
     int
         The exit status: 0 on success, 1 when the benchmark found an implementation
-        that disagrees with the NumPy reference (with ``bench --isa``, the child
-        process's status).
+        that disagrees with the NumPy reference or one of its worker processes crashed,
+        hung or failed (with ``bench --isa``, the child process's status).
 
     Raises
     ------

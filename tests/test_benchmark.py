@@ -1,4 +1,5 @@
-"""The benchmark's parts: configs, interleaved timing, peers agreeing with the reference."""
+"""The benchmark's parts: configs, interleaved timing, peers agreeing with the reference (the
+one-step stream path included), the report and its closing summary."""
 import json
 
 import numpy as np
@@ -64,29 +65,52 @@ def test_peers_agree_with_the_reference(peer, config):
         check_close(peer, "dx", runner.input_grad(), ref.input_grad(), config)
 
 
+def test_stream_steps_carry_the_state_and_match_one_whole_call():
+    from dataclasses import replace
+    cfg = replace(CONFIGS["stream"], T=6, I=3, H=5)
+    r = FastlstmRunner(make_workload(cfg), "numpy")
+    # the checked pass goes through the same one-step call as the timed steps
+    np.testing.assert_allclose(r.output(), r.reference_output(), rtol=1e-5, atol=1e-6)
+    for t in range(1, cfg.T):
+        r.step()
+        assert r._cursor.t == t and r._cursor.state is not None
+    r.step()  # after the last step the stream starts again from a zero state
+    assert r._cursor.t == 0 and r._cursor.state is None
+
+
 def test_bench_with_both_peers_prints_their_ratios(capsys, tmp_path):
     for peer in ("torch", "onnxruntime"):
         if peer_status(peer):
             pytest.skip(peer_status(peer))
     pytest.importorskip("matplotlib")
     path, png = tmp_path / "b.json", tmp_path / "b.png"
-    assert main(["bench", "--quick", "--configs", "seed,stream", "--json", str(path),
-                 "--plot", str(png), "--no-first-call"]) == 0
+    assert main(["bench", "--quick", "--configs", "seed,stream", "--backends", "numpy",
+                 "--json", str(path), "--plot", str(png), "--no-first-call",
+                 "--cold-starts", "0"]) == 0
     out = capsys.readouterr().out
     assert "torch fwd" in out and "torch fwd+bwd" in out and "onnxruntime fwd" in out
-    assert "stream, per one-step call: fastlstm[numpy]" in out
+    step = " ".join(out[out.index("One streamed step"):].split())
+    assert "calls: fastlstm: model" in step and "torch: LSTMCell; onnxruntime: LSTM graph " \
+        "of T=1:" in step
+    assert "back-to-back calls: fastlstm[numpy] " in step and " torch " in step
+    assert "idle caller (a 50 ms pause before each call): fastlstm[numpy] " in step
     data = json.loads(path.read_text())
     assert set(data["versions"]) == {"torch", "onnxruntime"}
-    row = next(r for r in data["rows"] if r["impl"] == "fastlstm[numpy]")
-    assert {"torch/forward", "torch/train", "onnxruntime/forward"} <= set(row["ratios"])
+    assert data["versions"]["torch"] == data["workers"]["torch"]["version"]
+    for mode in ("b2b", "idle"):
+        row = next(r for r in data["rows"] if r["impl"] == "fastlstm[numpy]"
+                   and r["mode"] == mode)
+        assert {"torch/forward", "torch/train", "onnxruntime/forward"} <= set(row["ratios"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_missing_peer_is_reported_in_the_closing_summary(monkeypatch, capsys):
     from fastlstm.benchmark import peers, suite
     monkeypatch.setattr(suite, "peer_status", lambda name: f"{name} not installed")
+    import fastlstm
+    fast = "cython" if "cython" in fastlstm.available_backends() else "numba"
     assert main(["bench", "--quick", "--configs", "seed", "--compare", "torch",
-                 "--no-first-call"]) == 0
+                 "--backends", fast, "--no-first-call", "--cold-starts", "0"]) == 0
     out, err = capsys.readouterr()
     assert "torch skipped: torch not installed" in err  # said while it runs, and at the end
     summary = out[out.index("\n\nSummary:\n"):].strip()

@@ -46,24 +46,58 @@ def test_info_json(capsys):
 
 
 def test_bench_quick_prints_table_progress_and_json(capsys, tmp_path):
+    import os
     path = tmp_path / "bench.json"
     assert main(["bench", "--quick", "--configs", "edge", "--compare", "none", "--backends",
                  "numpy", "--json", str(path)]) == 0
     out, err = capsys.readouterr()
     assert "[1/1] edge (B=1 T=100 I=32 H=128): checking" in err
-    assert "GEMM peak" in out
-    table = out.split("\n\n")[1].splitlines()
-    assert table[0].split()[:4] == ["config", "implementation", "fwd", "ms"]
-    assert table[2].split()[:2] == ["edge", "fastlstm[numpy]"]
+    assert "round 1/1: edge (b2b, idle)" in err and "cold start: 2 fresh processes" in err
+    assert "GEMM peak" in out and "Each implementation in a process of its own" in out
+    assert all(len(line) <= 100 for line in out.splitlines())
+    blocks = out.split("\n\n")
+    b2b = blocks.index("== Back-to-back calls ==")
+    idle = blocks.index("== Idle caller (a 50 ms pause before each call) ==")
+    assert b2b < idle
+    for i in (b2b, idle):
+        table = blocks[i + 1].splitlines()
+        assert table[0].startswith("Median and 90th percentile (p90), ms")
+        assert table[1].split()[:5] == ["config", "implementation", "fwd", "ms", "p90"]
+        assert table[3].split()[:2] == ["edge", "fastlstm[numpy]"]
+    cold = next(b for b in blocks if b.startswith("Cold start"))
+    assert "median of 2" in " ".join(cold.split())
     data = json.loads(path.read_text())
-    (r,) = data["rows"]
-    assert r["config"] == "edge" and r["forward_ms"] > 0 and r["train_ms"] > 0
-    assert 0 < r["forward_pct_peak"] < 100 and data["gemm_peak_gflops"] > 1
-    assert r["ratios"] == {"numpy/forward": 1.0, "numpy/train": 1.0}
+    assert data["modes"] == ["b2b", "idle"] and data["rounds"] == 1 and data["repeat"] == 3
+    rows = {r["mode"]: r for r in data["rows"]}
+    assert set(rows) == {"b2b", "idle"} and len(data["rows"]) == 2
+    for r in rows.values():
+        assert r["config"] == "edge" and r["pid"] != os.getpid()
+        assert 0 < r["forward_ms"] <= r["forward_p90_ms"]
+        assert 0 < r["train_ms"] <= r["train_p90_ms"]
+        assert 0 < r["forward_pct_peak"] < 100
+        assert r["ratios"] == {"numpy/forward": 1.0, "numpy/train": 1.0}
+    assert data["gemm_peak_gflops"] > 1
     summary = " ".join(out.split("\n\n")[-1].split())  # the closing block, unwrapped
     assert summary.startswith("Summary: auto uses ")
     assert "Only the NumPy reference ran" in summary and "No peer was asked for" in summary
     assert data["machine"]["threads"] >= 1 and "blas" in data["machine"]
+    machine = data["machine_summary"]
+    assert machine["cpu"] == data["machine"]["cpu"] and machine["cores"] == CORES
+    assert machine["isa"] == (data["machine"]["extension"].get("isa") or {}).get("chosen")
+    cold = data["cold_start"]
+    assert cold["runs"] == 2 and 0 < cold["forward_s"] < cold["total_s"]
+    assert 0 < cold["import_s"] < cold["total_s"]
+
+
+def test_bench_one_mode_without_cold_start(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--configs", "seed", "--compare", "none", "--backends",
+                 "numpy", "--mode", "b2b", "--cold-starts", "0", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "== Back-to-back calls ==" in out and "Idle caller" not in out
+    assert "Cold start" not in out
+    data = json.loads(path.read_text())
+    assert {r["mode"] for r in data["rows"]} == {"b2b"} and data["cold_start"] is None
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -76,6 +110,9 @@ def test_bench_quick_prints_table_progress_and_json(capsys, tmp_path):
      f"argument --threads: must be at most {CORES}, the cores this process may run on"),
     (["bench", "--configs", ","], "unknown config (none given)"),
     (["bench", "--json", "/no/such/folder/x.json"], "folder /no/such/folder does not exist"),
+    (["bench", "--mode", "busy"], "argument --mode: invalid choice: 'busy'"),
+    (["bench", "--rounds", "0"], "argument --rounds: must be a positive integer"),
+    (["bench", "--cold-starts", "-1"], "argument --cold-starts: must be a positive integer"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_a_message(capsys, argv, message):
@@ -100,26 +137,26 @@ def test_bench_accepts_every_core():
 
 
 def test_bench_refuses_to_time_a_backend_that_disagrees(monkeypatch, capsys):
-    from fastlstm import backends
-    from fastlstm.backends import reference
-
-    def wrong_forward(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape):
-        reference.forward_layer(x, w_ih, w_hh, b, h0, c0, lengths, y, h_n, c_n, tape)
-        y += 0.01
-
-    class Broken:
-        NAME = "broken"
-        forward_layer = staticmethod(wrong_forward)
-        backward_layer = staticmethod(reference.backward_layer)
-
-    monkeypatch.setitem(backends.BACKENDS, "broken", ("broken", "test only", None))
-    monkeypatch.setitem(backends._module_cache, "broken", Broken)
-    monkeypatch.setattr(backends, "_status_cache", {"numpy": "", "broken": ""})
-    monkeypatch.setattr(backends, "AUTO_ORDER", ["broken", "numpy"])
-    code = main(["bench", "--quick", "--configs", "seed", "--compare", "none"])
+    from fastlstm.benchmark.worker import FAULT_ENV
+    # the test hook makes that backend's worker process add 0.01 to its output
+    monkeypatch.setenv(FAULT_ENV, "fastlstm[numpy]=wrong-output")
+    code = main(["bench", "--quick", "--configs", "seed", "--compare", "none", "--backends",
+                 "numpy", "--cold-starts", "0"])
     assert code == 1
-    assert "fastlstm[broken] disagrees with the NumPy reference on seed (forward output)" in \
-        capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "fastlstm[numpy] disagrees with the NumPy reference on seed (forward output)" in err
+    assert "round 1/1" not in err and out == ""  # nothing was timed
+
+
+def test_bench_reports_a_crashed_worker_and_exits_1(monkeypatch, capsys):
+    from fastlstm.benchmark.worker import FAULT_ENV
+    monkeypatch.setenv(FAULT_ENV, "fastlstm[numpy]=crash")
+    code = main(["bench", "--quick", "--configs", "seed", "--compare", "none", "--backends",
+                 "numpy", "--cold-starts", "0"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "fastlstm bench: benchmark worker fastlstm[numpy] (pid " in err
+    assert "exited with status 3 during 'check'" in err and "injected crash" in err
 
 
 def test_scaling(capsys, monkeypatch):
