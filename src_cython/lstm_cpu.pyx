@@ -194,6 +194,44 @@ cdef inline void scatter_rows(floating *dst, const floating *src, int T, int B, 
                    F * sizeof(floating))
 
 
+def pack_gate_blocks(const floating[:, ::1] w, floating[::1] out, int H, int vl, int gp):
+    """The forward layouts (lstm_cpu.h wfi, wf): w [4H, K] gate rows into out
+    [NUB][4/gp][K][gp][vl], out[u][p][k][j][l] = w[(p gp + j) H + u vl + l][k], 0 past H.
+    One pass in C: a training step repacks every layer's weights."""
+    cdef Py_ssize_t K = w.shape[1], nub = (H + vl - 1) // vl, u, p, k, j, l, unit, row, at
+    if w.shape[0] != 4 * H or vl < 1 or gp not in (1, 2, 4):
+        raise ValueError("pack_gate_blocks: w must be [4H, K], vl >= 1, gp in 1, 2, 4")
+    if out.shape[0] != nub * 4 * K * vl:
+        raise ValueError(f"pack_gate_blocks: out must hold {nub * 4 * K * vl} items")
+    with nogil:  # in the order written; the gp*vl rows read in turn stay in L1
+        at = 0
+        for u in range(nub):
+            for p in range(4 // gp):
+                for k in range(K):
+                    for j in range(gp):
+                        row = (p * gp + j) * H + u * vl
+                        for l in range(vl):
+                            unit = u * vl + l
+                            out[at] = w[row + l, k] if unit < H else 0
+                            at += 1
+
+
+def pack_unit_columns(const floating[:, ::1] w_hh, floating[::1] out, int vl):
+    """Backward's layout (lstm_cpu.h wb): w_hh [G, H] into out [NUB][G][vl],
+    out[u][k][l] = w_hh[k][u vl + l], 0 past H."""
+    cdef Py_ssize_t G = w_hh.shape[0], H = w_hh.shape[1], nub = (H + vl - 1) // vl, u, k, l
+    cdef Py_ssize_t n
+    if vl < 1 or out.shape[0] != nub * G * vl:
+        raise ValueError(f"pack_unit_columns: out must hold {nub * G * vl} items, vl >= 1")
+    with nogil:
+        for u in range(nub):
+            n = H - u * vl if H - u * vl < vl else vl
+            for k in range(G):
+                memcpy(&out[(u * G + k) * vl], &w_hh[k, u * vl], n * sizeof(floating))
+                for l in range(n, vl):
+                    out[(u * G + k) * vl + l] = 0
+
+
 cdef void *_data(arr, Py_ssize_t n, itemsize, what) except NULL:
     """Address of a C-contiguous array of n items of `itemsize` bytes, checked."""
     if (arr is None or not arr.flags.c_contiguous or arr.size != n

@@ -89,12 +89,18 @@ MIN_MACS_PER_THREAD_ONE_STEP = 1 << 20
 _MODES = {"rows": _k.MODE_ROWS, "steps": _k.MODE_STEPS}
 
 
-def _aligned(a):
-    """A flat copy of `a` whose data starts on a 64-byte boundary: a vector load that
+def _aligned_empty(n, dtype):
+    """A flat array of n items whose data starts on a 64-byte boundary: a vector load that
     straddles two cache lines costs two."""
-    raw = np.empty(a.size * a.itemsize + 64, np.uint8)
+    dtype = np.dtype(dtype)
+    raw = np.empty(n * dtype.itemsize + 64, np.uint8)
     start = (-raw.ctypes.data) % 64
-    out = raw[start:start + a.size * a.itemsize].view(a.dtype)
+    return raw[start:start + n * dtype.itemsize].view(dtype)
+
+
+def _aligned(a):
+    """A flat, 64-byte aligned copy of `a`."""
+    out = _aligned_empty(a.size, a.dtype)
     np.copyto(out.reshape(a.shape), a)  # one pass, even from a transposed view
     return out
 
@@ -102,10 +108,9 @@ def _aligned(a):
 def _unit_blocks(w, H, vl, gp):
     """[4H, K] gate rows -> [NUB, 4/gp, K, gp, VL]: per block of vl hidden units and pass
     of gp gates, for every k those gates' weights side by side (units past H are zero)."""
-    nub, K = -(-H // vl), w.shape[1]
-    padded = np.zeros((4, nub * vl, K), w.dtype)
-    padded[:, :H] = w.reshape(4, H, K)
-    return _aligned(padded.reshape(4 // gp, gp, nub, vl, K).transpose(2, 0, 4, 1, 3))
+    out = _aligned_empty(-(-H // vl) * 4 * w.shape[1] * vl, w.dtype)
+    _k.pack_gate_blocks(np.ascontiguousarray(w), out, H, vl, gp)
+    return out
 
 
 _wb_lock = threading.Lock()
@@ -133,12 +138,10 @@ class Packed:
         if self.k.wb is None:
             with _wb_lock:
                 if self.k.wb is None:  # [NUB][G][VL]: wb[u][k][l] = W_hh[k, u*VL + l]
-                    G, H = self.w_hh.shape
-                    nub = self.k.nub
-                    padded = np.zeros((G, nub * self.vl), self.w_hh.dtype)
-                    padded[:, :H] = self.w_hh
-                    self.k.set_wb(_aligned(padded.reshape(G, nub, self.vl)
-                                           .transpose(1, 0, 2)))
+                    G = self.w_hh.shape[0]
+                    wb = _aligned_empty(self.k.nub * G * self.vl, self.w_hh.dtype)
+                    _k.pack_unit_columns(np.ascontiguousarray(self.w_hh), wb, self.vl)
+                    self.k.set_wb(wb)
         return self.k
 
 
