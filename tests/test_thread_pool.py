@@ -169,3 +169,59 @@ def test_spin_time_is_settable_and_checked(cy):
             cy._k.pool_spin_us(-1)
     finally:
         cy._k.pool_spin_us(before)
+
+
+def _two_thread_output_in_child(conn, x):
+    """In a fork()ed child: the pool's helpers did not come along; a job asking for 2
+    threads must start new ones, not wait for the old."""
+    from fastlstm.backends import cython_cpu
+    cython_cpu.in_forked_child = lambda: False  # the backend's own rule is 1 thread here
+    fastlstm.set_num_threads(2)
+    cython_cpu._k.pool_reset_stats()
+    m = fastlstm.LSTM(x.shape[2], 96, backend="cython", seed=3)
+    y = m.eval()(x)[0]
+    for _ in range(50):  # long enough calls for a new helper to join some
+        m(x)
+    conn.send((y, cython_cpu._k.pool_stats()))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_helpers_of_its_own(cy):
+    import multiprocessing
+    fastlstm.set_num_threads(2)
+    x = np.random.default_rng(0).standard_normal((300, 1, 8)).astype(np.float32)
+    m = fastlstm.LSTM(8, 96, backend="cython", seed=3).eval()
+    expected = m(x)[0]  # the parent's helpers exist (and may be mid-spin) at the fork
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_two_thread_output_in_child, args=(child, x))
+    proc.start()
+    proc.join(timeout=60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung")
+    assert proc.exitcode == 0
+    y, stats = parent.recv()
+    np.testing.assert_array_equal(y, expected)
+    assert stats["started"] >= 1, stats  # its own helper, started after the fork
+
+
+def test_many_calls_with_random_delays_stay_exact(cy):
+    """A few hundred calls of mixed shapes and modes with helpers joining at random
+    moments, against the same calls on one thread."""
+    rng = np.random.default_rng(5)
+    cases = []
+    for _ in range(12):
+        T, B, I, H = (int(rng.integers(1, 30)), int(rng.integers(1, 40)),
+                      int(rng.integers(1, 20)), int(rng.integers(1, 90)))
+        m = fastlstm.LSTM(I, H, num_layers=2, backend="cython", seed=int(rng.integers(99)))
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        cases.append((m, x, np.ones((T, B, H), np.float32)))
+    fastlstm.set_num_threads(1)
+    expected = [(m(x)[0], m.backward(dy)[0]) for m, x, dy in cases]
+    fastlstm.set_num_threads(2)
+    for r in range(20):
+        cy._k.pool_set_helper_delay_us(int(rng.integers(0, 200)) if r % 2 else 0)
+        for (m, x, dy), (y_ref, dx_ref) in zip(cases, expected):
+            np.testing.assert_array_equal(m(x)[0], y_ref)
+            np.testing.assert_array_equal(m.backward(dy)[0], dx_ref)
