@@ -175,7 +175,6 @@ def _two_thread_output_in_child(conn, x):
     """In a fork()ed child: the pool's helpers did not come along; a job asking for 2
     threads must start new ones, not wait for the old."""
     from fastlstm.backends import cython_cpu
-    cython_cpu.in_forked_child = lambda: False  # the backend's own rule is 1 thread here
     fastlstm.set_num_threads(2)
     cython_cpu._k.pool_reset_stats()
     m = fastlstm.LSTM(x.shape[2], 96, backend="cython", seed=3)

@@ -1,8 +1,9 @@
 """Whether this process was made by fork() from one that may have started thread teams.
 
-Neither an OpenMP team (libgomp: the child believes the parent's workers exist and waits
-for them forever) nor numba's OpenMP layer (it aborts the child) survives fork(), so the
-kernels of a forked child run on its own thread. Spawned processes are not affected.
+numba's OpenMP layer does not survive fork() (it aborts the child; libgomp's team would
+leave the child waiting for workers that do not exist), so numba's kernels in a forked
+child run on its own thread. (The compiled kernels' pool needs no such rule: it starts
+new helpers in the child.) Spawned processes are not affected.
 """
 import os
 

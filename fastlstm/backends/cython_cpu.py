@@ -25,7 +25,6 @@ import numpy as np
 
 from .._blas import pin_scipy_blas
 from .._cy import load_extension
-from ._fork import in_forked_child
 from ..threads import get_num_threads
 
 NAME = "cython"
@@ -206,8 +205,7 @@ def _blas():
 def plan(T, B, I, H, isa, itemsize):
     """(threads, split) for one layer call: the team asked of the pool and the kernels'
     mode (_k.MODE_ROWS or _k.MODE_STEPS)."""
-    key = (T, B, I, H, isa, itemsize, 1 if in_forked_child() else get_num_threads(),
-           FORCE_PATH)
+    key = (T, B, I, H, isa, itemsize, get_num_threads(), FORCE_PATH)
     found = _plans.get(key)
     if found is None:
         if len(_plans) > 4096:  # shapes seen over a long life: keep the table small
@@ -289,7 +287,7 @@ def step_threads(I, H, dtype, isa):
         if found is None:
             if len(known) > 64:
                 known.clear()
-            nt = 1 if in_forked_child() else get_num_threads()
+            nt = get_num_threads()
             macs = B * 4 * nub * vl * (I + H)
             found = known[B] = max(1, min(nt, nub * row_chunks(B, VARIANTS[isa]["rows"],
                                                                 "steps"),
