@@ -55,3 +55,16 @@ def test_lstm(benchmark, config, impl, mode):
     benchmark.extra_info.update(config=config, impl=impl, mode=mode,
                                 gflop=CONFIGS[config].flops(backward=mode == "train") / 1e9)
     benchmark.pedantic(fn, rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_stream_step(benchmark, impl):
+    """One call of one step with the state carried (fastlstm: model.step when the model
+    has it; torch: LSTMCell; ONNX Runtime: the T=1 graph), as `fastlstm bench` times it."""
+    wl = workload("stream")
+    runner = make_runner(impl, wl)
+    check_close(impl, "forward output", runner.output(), _references["stream"][0], "stream")
+    benchmark.group = "stream one step"
+    benchmark.extra_info.update(config="stream", impl=impl, mode="step",
+                                api=getattr(runner, "step_api", None))
+    benchmark.pedantic(runner.step, rounds=200, warmup_rounds=10)

@@ -49,7 +49,8 @@ class WorkerProcess:
         self._lines = queue.Queue()
         # A thread that blocks reading the worker's answers: the parent can then wait for
         # one with a time limit, on any OS, without polling.
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self):
         for line in self.proc.stdout:
@@ -112,8 +113,12 @@ class WorkerProcess:
             pass
         finally:
             self.kill()
+            self._reader.join(timeout=5)  # it reads to the end first: EOF once killed
             for f in (self.proc.stdin, self.proc.stdout, self._stderr):
-                f.close()
+                try:
+                    f.close()
+                except OSError:  # a pipe to a dead worker with bytes still unsent
+                    pass
 
 
 class WorkerPool:
