@@ -97,7 +97,8 @@ def test_each_implementation_runs_in_a_process_of_its_own_in_both_modes():
             assert 0 < r[f"{what}_ms"] <= r[f"{what}_p90_ms"]
             # 2 rounds of 2 calls; back-to-back one-step calls: a pass of T steps a round
             calls = 2 * (5 if config == "stream" and mode == "b2b" else 2)
-            assert r[f"{what}_samples"] == calls
+            assert r[f"{what}_samples"] == calls == len(r[f"{what}_times_ms"])
+            assert np.median(r[f"{what}_times_ms"]) == pytest.approx(r[f"{what}_ms"], abs=1e-3)
         if not trains:
             assert r["train_ms"] is None
     ours = rows[("seed", f"fastlstm[{fast_backend()}]", "idle")]

@@ -50,11 +50,30 @@ def _one_run(threads, timeout):
 
 
 def cold_starts(runs, threads, timeout=300):
-    """Medians over `runs` fresh processes of the cold start and its parts, seconds.
+    """The cold start: medians over `runs` fresh processes, seconds.
 
-    Returns {"runs", "threads", "backend", "total_s", "startup_s" (interpreter start),
-    "import_s" (import fastlstm), "build_s" (the model and input), "forward_s" (the first
-    forward), "samples" (each run's figures), "measured": how}.
+    Parameters
+    ----------
+    runs : int
+        Fresh processes, one after another.
+    threads : int
+        fastlstm's thread count in each.
+    timeout : float
+        Seconds one process may take.
+
+    Returns
+    -------
+    dict
+        "total_s" (process start to the first result), its parts "startup_s" (the
+        interpreter), "import_s" (import fastlstm), "build_s" (the model and its input;
+        the backend loads here), "forward_s" (the first forward), each a median; "runs",
+        "threads", "backend" (the one "auto" ran), "samples" (each run's figures) and
+        "measured" (how, in words).
+
+    Raises
+    ------
+    RuntimeError
+        When a run fails (with the end of its stderr).
     """
     samples = [_one_run(threads, timeout) for _ in range(runs)]
     out = {"runs": runs, "threads": threads, "backend": samples[0]["backend"],

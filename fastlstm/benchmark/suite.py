@@ -36,14 +36,53 @@ def run_suite(config_names, backends, peers, repeat, threads, progress=print, ge
               first_call=True, rounds=3, modes=MODES, cold_start_runs=5):
     """Every figure of one `fastlstm bench` run, as a JSON-friendly dict.
 
-    config_names: names from configs.CONFIGS (or Config objects); backends: fastlstm
-    backend names (the NumPy reference is added when missing); peers: names from
-    peers.PEERS, ones that cannot run here are listed, with the reason, under
-    "skipped_peers"; repeat: timed calls per implementation, config, mode and round;
-    rounds: how many times every worker takes its turn on every config, the starting
-    worker rotating; modes: "b2b" and/or "idle"; first_call: also time the first call of
-    JIT backends in fresh processes; cold_start_runs: fresh processes timed from start to
-    a first edge forward (0: none).
+    Each implementation runs in a worker process of its own (worker.py); all are checked
+    against the NumPy reference, then timed in rounds, one worker at a time.
+
+    Parameters
+    ----------
+    config_names : list of str or Config
+        Names from configs.CONFIGS, or Config objects (tests use tiny ones).
+    backends : list of str
+        fastlstm backends; the NumPy reference ("numpy") is added when missing.
+    peers : list of str
+        Names from peers.PEERS; one that cannot run here is listed, with the reason,
+        under "skipped_peers".
+    repeat : int
+        Timed calls per implementation, config, mode and round (back-to-back one-step
+        calls: at least a whole pass of T steps).
+    threads : int
+        Threads for fastlstm and the peers.
+    progress : callable
+        Called with one line of text at each stage.
+    gemm_n : int
+        Size of the float32 GEMM that measures the machine's peak.
+    first_call : bool
+        Also time the first call of JIT backends (numba) in fresh processes.
+    rounds : int
+        How many times every worker takes its turn on every config and mode; the first
+        worker of a round rotates.
+    modes : sequence of str
+        "b2b" (back-to-back calls) and/or "idle" (a 50 ms pause before each call).
+    cold_start_runs : int
+        Fresh processes timed from start to a first edge forward (0: none).
+
+    Returns
+    -------
+    dict
+        "rows": one per config, implementation and mode with the median ("forward_ms",
+        "train_ms"), 90th percentile ("forward_p90_ms", ...), every time
+        ("forward_times_ms", ...), GFLOP/s, % of peak, the worker's "pid", and for
+        fastlstm rows "ratios" (other median / its median); "stream_step" (the one-step
+        latency, us), "cold_start", "workers" ({label: pid, version}), "parent_pid",
+        "first_calls", "gemm_peak_gflops", the settings, and the peers run and skipped.
+
+    Raises
+    ------
+    CheckFailed
+        When an implementation's output or input gradient disagrees with the reference.
+    WorkerError
+        When a worker process crashes, hangs past its time limit or fails a command.
     """
     backends = ["numpy"] + [b for b in backends if b != "numpy"]  # the reference comes first
     skipped, runnable_peers = {}, []
@@ -150,14 +189,16 @@ def _row(cfg, label, mode, samples, worker, peak):
         times = samples.get((cfg.name, label, mode, what))
         if not times:
             row.update({f"{what}_ms": None, f"{what}_p90_ms": None, f"{what}_gflops": None,
-                        f"{what}_pct_peak": None, f"{what}_samples": 0})
+                        f"{what}_pct_peak": None, f"{what}_samples": 0,
+                        f"{what}_times_ms": []})
             continue
         stats = summarize(times)
         flops = cfg.flops(backward=what == "train") / (cfg.T if cfg.stream else 1)
         gflops = flops / stats["median"] / 1e9
         row.update({f"{what}_ms": stats["median"] * 1e3, f"{what}_p90_ms": stats["p90"] * 1e3,
                     f"{what}_gflops": gflops, f"{what}_pct_peak": 100.0 * gflops / peak,
-                    f"{what}_samples": len(times)})
+                    f"{what}_samples": len(times),
+                    f"{what}_times_ms": [round(t * 1e3, 4) for t in times]})
         if cfg.stream:
             row[f"{what}_us"] = stats["median"] * 1e6
             row[f"{what}_p90_us"] = stats["p90"] * 1e6
