@@ -73,7 +73,8 @@ def build_parser():
                             "(default: both; one that is not installed is skipped with a note)")
     bench.add_argument("--repeat", type=_positive, default=7,
                        help="timed calls per implementation, config and mode in each round "
-                            "(default 7; stream: back-to-back, a whole pass of 100 steps)")
+                            "(default 7; stream's back-to-back one-step calls: at least a "
+                            "pass of its 100 steps)")
     bench.add_argument("--rounds", type=_positive, default=3,
                        help="rounds: in each, every implementation's process takes its turn "
                             "on every config, one at a time (default 3)")
