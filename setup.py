@@ -1,13 +1,15 @@
 """Builds fastlstm's compiled kernels (src_cython/*.pyx -> fastlstm._cy.*).
 
 Metadata lives in pyproject.toml; this file only builds the extensions. Every
-failure here is survivable: without a C compiler, Cython or OpenMP the package
-still installs and imports, prints a loud warning at build time, and
-`fastlstm info` says what is missing.
+failure here is survivable: without a C compiler or Cython the package still
+installs and imports, prints a loud warning at build time, and `fastlstm info`
+says what is missing. The kernels need no OpenMP (they run their own thread pool,
+src_cython/pool.c); only buildinfo's OpenMP check uses it when it is there.
 
 Build switches (environment variables, "1" to enable):
   FASTLSTM_NO_EXTENSION  skip the compiled kernels entirely (pure-Python install)
-  FASTLSTM_NO_OPENMP     build without OpenMP (serial kernels)
+  FASTLSTM_NO_OPENMP     build without OpenMP, as a compiler without it does (the
+                         kernels keep their own threads)
   FASTLSTM_DEBUG         Cython bounds/wraparound checks on, -O1 -g (for tests)
 
 The kernels are built once per instruction set of the target CPU family (VARIANTS), and
@@ -118,23 +120,24 @@ class BuildExt(build_ext):
         if os.name != "nt":  # the kernels' thread pool (src_cython/pool.c)
             args.append("-pthread")
             links.append("-pthread")
+        omp_args = []  # buildinfo's OpenMP check only: the kernels run their own pool
         with tempfile.TemporaryDirectory() as tmp:
             openmp = False
             if _flag("FASTLSTM_NO_OPENMP"):
-                _loud("FASTLSTM_NO_OPENMP is set: building serial (single-thread) kernels.")
+                sys.stderr.write("fastlstm: FASTLSTM_NO_OPENMP is set: building without "
+                                 "OpenMP (the kernels keep their own threads)\n")
             elif _compiles(cc, OPENMP_PROBE, ["-fopenmp"], tmp):
                 openmp = True
-                args.append("-fopenmp")
-                links.append("-fopenmp")
+                omp_args = ["-fopenmp"]
             else:
-                _loud("OpenMP was not found (compiling with -fopenmp failed).\n"
-                      "The compiled kernels are built SERIAL: they will use one core.\n"
-                      "Install an OpenMP-capable compiler (e.g. gcc with libgomp) and reinstall.")
+                sys.stderr.write("fastlstm: OpenMP was not found: only `fastlstm info`'s "
+                                 "OpenMP check is off; the kernels run their own threads\n")
             self.arch = _target_arch(cc, tmp)
         macros += [("FASTLSTM_OPENMP", int(openmp)), ("FASTLSTM_DEBUG", int(debug))]
         for ext in self.extensions:
-            ext.extra_compile_args += args
-            ext.extra_link_args += links
+            extra = [] if ext.name == KERNELS else omp_args
+            ext.extra_compile_args += args + extra
+            ext.extra_link_args += links + extra
             ext.define_macros += macros
         super().build_extensions()
 

@@ -1,8 +1,8 @@
 """One thread count for every level of parallelism fastlstm uses.
 
 set_num_threads(n) governs BLAS (through threadpoolctl), the compiled kernels'
-OpenMP regions and numba's thread pool together, so that only one level runs
-parallel at a time and nothing is oversubscribed.
+team (the calls read get_num_threads()) and numba's thread pool together, so that only
+one level runs parallel at a time and nothing is oversubscribed.
 
 Every thread count, from the API or the command line, goes through check_num_threads:
 a positive int, at most the cores this process may run on. More is refused with a
@@ -91,7 +91,7 @@ def set_num_threads(n):
     """Run every kernel, BLAS call and JIT-compiled loop of fastlstm on `n` threads.
 
     One count governs every level of parallelism, so that only one level runs parallel
-    at a time: the compiled kernels' OpenMP team, numba's thread pool (when a numba
+    at a time: the compiled kernels' team, numba's thread pool (when a numba
     backend has been loaded) and every pool threadpoolctl finds (NumPy's BLAS, OpenMP
     runtimes) are set to `n`; the BLAS that SciPy ships, which the compiled kernels call
     from their own threads, stays at one thread.

@@ -172,7 +172,7 @@ def test_bad_internal_arguments_raise_instead_of_crashing(cy):
                     reason="needs a C compiler")
 @pytest.mark.parametrize("switch,flag,value", [
     ("FASTLSTM_DEBUG", "debug", True),      # Cython bounds checks + the kernels' own checks
-    ("FASTLSTM_NO_OPENMP", "openmp", False),  # the serial build a machine without OpenMP gets
+    ("FASTLSTM_NO_OPENMP", "openmp", False),  # what a compiler without OpenMP builds
 ])
 def test_other_builds_pass_the_parity_matrix(tmp_path, switch, flag, value):
     from test_build import install_copy
