@@ -258,6 +258,20 @@ def test_lstm_stateful_carries_state_and_resets():
     np.testing.assert_array_equal(st.states[0][1], h_before[1])
 
 
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_lstm_stateful_one_reading_per_call_equals_one_call(return_sequences):
+    """A stream fed one step per call (the engine's one-step path) gives the whole call's
+    outputs and state, bit for bit."""
+    full = float64_lstm(return_sequences=True)
+    st = float64_lstm(return_sequences=return_sequences, stateful=True)
+    x = rng(5).standard_normal((3, 7, 3))
+    y_full = full.call(x)[0]
+    ys = [st.call(x[:, t:t + 1])[0] for t in range(7)]
+    got = np.concatenate(ys, axis=1) if return_sequences else np.stack(ys, axis=1)
+    np.testing.assert_array_equal(got, y_full)
+    np.testing.assert_array_equal(st.states[0], y_full[:, -1])
+
+
 def test_lstm_stateful_batch_size_change_is_a_value_error_and_keeps_state():
     st = float64_lstm(stateful=True)
     x = rng(5).standard_normal((4, 6, 3))

@@ -944,7 +944,12 @@ class LSTM(_Recurrent):
             plan = _Compaction(mask, carry=self.return_sequences
                                and not self.zero_output_for_mask)
         engine = self._engine.train(training)
-        if plan is None:
+        if plan is None and T == 1 and not training:
+            # one reading per call (a stateful model fed a stream): the engine's one-step
+            # path, the same arithmetic without a whole call's setup
+            y1, (h_n, c_n) = engine.step(np.ascontiguousarray(x[:, 0]), hx)
+            yc = y1[:, None]
+        elif plan is None:
             yc, (h_n, c_n) = engine(x, hx)
         else:
             yc, (h_n, c_n) = engine(plan.inputs(x), hx, plan.lengths)
