@@ -216,6 +216,19 @@ def pack_gate_blocks(const floating[:, ::1] w, floating[::1] out, int H, int vl,
                             at += 1
 
 
+def pack_bias(const floating[::1] b, floating[::1] out, int H, int vl):
+    """The forward bias layout (lstm_cpu.h bf): b [4H] into out [NUB][4][vl],
+    out[u][g][l] = b[g H + u vl + l], 0 past H."""
+    cdef Py_ssize_t nub = (H + vl - 1) // vl, u, g, l
+    if b.shape[0] != 4 * H or vl < 1 or out.shape[0] != nub * 4 * vl:
+        raise ValueError(f"pack_bias: b must hold {4 * H} items and out {nub * 4 * vl}")
+    with nogil:
+        for u in range(nub):
+            for g in range(4):
+                for l in range(vl):
+                    out[(u * 4 + g) * vl + l] = b[g * H + u * vl + l] if u * vl + l < H else 0
+
+
 def pack_unit_columns(const floating[:, ::1] w_hh, floating[::1] out, int vl):
     """Backward's layout (lstm_cpu.h wb): w_hh [G, H] into out [NUB][G][vl],
     out[u][k][l] = w_hh[k][u vl + l], 0 past H."""
@@ -232,13 +245,17 @@ def pack_unit_columns(const floating[:, ::1] w_hh, floating[::1] out, int vl):
                     out[(u * G + k) * vl + l] = 0
 
 
-cdef void *_data(arr, Py_ssize_t n, itemsize, what) except NULL:
-    """Address of a C-contiguous array of n items of `itemsize` bytes, checked."""
-    if (arr is None or not arr.flags.c_contiguous or arr.size != n
-            or arr.dtype.itemsize != itemsize):
-        raise ValueError(f"lstm_cpu: {what} must be a C-contiguous array of {n} items of "
-                         f"{itemsize} bytes")
-    return <void *><size_t>arr.ctypes.data
+cdef void *_data(arr, Py_ssize_t n, Py_ssize_t itemsize, what) except NULL:
+    """Address of a C-contiguous float array of n items of `itemsize` bytes, checked."""
+    cdef cnp.ndarray a
+    if type(arr) is np.ndarray:
+        a = <cnp.ndarray>arr
+        if (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_SIZE(a) == n
+                and cnp.PyArray_ITEMSIZE(a) == itemsize
+                and cnp.PyArray_TYPE(a) in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64)):
+            return cnp.PyArray_DATA(a)
+    raise ValueError(f"lstm_cpu: {what} must be a C-contiguous float array of {n} items of "
+                     f"{itemsize} bytes")
 
 
 cdef class PackedWeights:

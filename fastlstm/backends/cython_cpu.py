@@ -127,9 +127,8 @@ class Packed:
         self.vl = variant["vector_bytes"] // w_hh.itemsize
         gp = variant["gate_group"]
         self.w_hh = w_hh
-        bias = np.zeros((4, -(-H // self.vl) * self.vl), w_hh.dtype)
-        bias[:, :H] = b.reshape(4, H)
-        bf = _aligned(bias.reshape(4, -1, self.vl).transpose(1, 0, 2))
+        bf = _aligned_empty(-(-H // self.vl) * 4 * self.vl, w_hh.dtype)
+        _k.pack_bias(np.ascontiguousarray(b, w_hh.dtype), bf, H, self.vl)
         self.k = _k.PackedWeights(w_ih, _unit_blocks(w_ih, H, self.vl, gp),
                                   _unit_blocks(w_hh, H, self.vl, gp), bf, H, self.isa)
 
