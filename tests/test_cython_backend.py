@@ -161,7 +161,7 @@ def test_bad_internal_arguments_raise_instead_of_crashing(cy):
     with pytest.raises(ValueError, match="tape shapes"):
         lstm_cpu.forward(x, h, h, dense, y, h, h, np.zeros((4, 2, 31), f32), y, y, packed.k,
                          ws, 1, 1)
-    with pytest.raises(ValueError, match="wfi must be a C-contiguous array"):
+    with pytest.raises(ValueError, match="wfi must be a C-contiguous float array"):
         lstm_cpu.PackedWeights(packed.k.w_ih, packed.k.wfi[:-1], packed.k.wf, packed.k.bf, 8,
                                packed.isa)
     with pytest.raises(ValueError, match="no 'sse9' kernels in this build"):
