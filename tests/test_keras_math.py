@@ -565,3 +565,45 @@ def test_optimizer_identifiers_and_configs(keras):
         with pytest.raises(ValueError, match=r"optimizer.*'adam'.*'rmsprop'") as info:
             optimizers.get(bad)
         assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_one_pass_step_equals_numpys_bit_for_bit(monkeypatch, dtype, amsgrad):
+    """The compiled one-pass Adam step (src_cython/optim.pyx) and the NumPy one give the
+    same bits, for C- and F-ordered (transposed) variables, NaN included; a layout it does
+    not take (a strided view) falls back to NumPy."""
+    from fastlstm.keras import optimizers as O
+    if O._compiled() is None:
+        pytest.skip("fastlstm._cy.optim is not built")
+    r = np.random.default_rng(3)
+    shapes = [(7, 5), (5, 7), (33,)]
+    base = [r.standard_normal(s).astype(dtype) for s in shapes]
+    base[1] = np.ascontiguousarray(base[1].T).T  # an F-ordered (transposed) variable
+    base.append(r.standard_normal((6, 8)).astype(dtype)[:, ::2])  # strided: NumPy's path
+    grads = [[r.standard_normal(p.shape).astype(dtype) for p in base] for _ in range(4)]
+    grads[2][0][1, 1] = np.nan
+
+    def run(compiled):
+        monkeypatch.setattr(O, "_COMPILED", [O._compiled() if compiled else None])
+        params = [p.copy(order="K") for p in base]
+        params[3] = np.empty((6, 8), dtype)[:, ::2]
+        params[3][...] = base[3]
+        opt = O.Adam(learning_rate=0.01, amsgrad=amsgrad)
+        for step in grads:
+            opt.apply([(i, p, g) for i, (p, g) in enumerate(zip(params, step))])
+        return params, [opt.slot("velocity", i) for i in range(len(params))]
+
+    ext = O._compiled()
+    one = np.ones((3, 2), dtype)
+    assert ext.adam(one.T, one.T, one.T, one.T, None, 0.1, 0.001, 1e-7, 0.01)  # F order
+    one = np.ones((3, 2), dtype)
+    assert not ext.adam(one[:, :1], one[:, :1], one[:, :1], one[:, :1], None, 0.1, 0.001,
+                        1e-7, 0.01)  # a strided view: refused, untouched
+    assert (one == 1).all()
+    monkeypatch.setattr(O, "_COMPILED", [])
+    fused = run(True)
+    plain = run(False)
+    for a, b in zip(fused[0] + fused[1], plain[0] + plain[1]):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(fused[0][0][1, 1])  # NaN went through both the same way

@@ -57,6 +57,17 @@ def _flag(value, key, who):
     return bool(value)
 
 
+_COMPILED = []
+
+
+def _compiled():
+    """fastlstm._cy.optim (one-pass optimizer steps), or None where it is not built."""
+    if not _COMPILED:
+        from .._cy import load_extension
+        _COMPILED.append(load_extension("optim"))
+    return _COMPILED[0]
+
+
 class _State:
     """One variable's optimizer state: its slots, a scratch buffer, a clip buffer."""
 
@@ -423,6 +434,11 @@ class Adam(Optimizer):
             alpha = alphas[st.dtype] = self._alpha(st.dtype, lr)
         tmp, slots = st.tmp, st.slots
         m, v = slots["momentum"], slots["velocity"]
+        fused = _compiled()
+        if fused is not None and fused.adam(p, g, m, v, slots.get("velocity_hat"),
+                                            1 - self.beta_1, 1 - self.beta_2, self.epsilon,
+                                            float(alpha)):
+            return  # the same step in one pass (src_cython/optim.pyx), bit for bit
         np.subtract(g, m, out=tmp)
         tmp *= 1 - self.beta_1
         m += tmp
