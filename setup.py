@@ -140,7 +140,7 @@ class BuildExt(build_ext):
             ext.extra_link_args += links + extra
             ext.define_macros += macros
             if ext.name == "fastlstm._cy.optim":  # NumPy's result to the bit: no fused FMAs
-                ext.extra_compile_args.append("-ffp-contract=off")
+                ext.extra_compile_args += ["-ffp-contract=off", "-fno-math-errno"]
         super().build_extensions()
 
     def build_extension(self, ext):
