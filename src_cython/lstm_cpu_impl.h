@@ -434,16 +434,15 @@ static void SUF(bwd_group)(int nub, int g, int *ub, int *nv) {
         *ub = g * w, *nv = w;
         return;
     }
-    int at = full * w, left = nub - at;
+    int at = full * w;
     g -= full;
-    if (w == 4 && left >= 2) {
+    if (w == 4 && nub - at >= 2) { /* 2 or 3 blocks left: a pair first */
         if (g == 0) {
             *ub = at, *nv = 2;
             return;
         }
-        at += 2, left -= 2, g--;
+        at += 2, g--;
     }
-    (void)left;
     *ub = at + g, *nv = 1;
 }
 
