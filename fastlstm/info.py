@@ -125,8 +125,8 @@ def _blas_info():
     try:  # the kernels load scipy's BLAS on first need: load it now, to report it
         from .backends import cython_cpu
         cython_cpu._blas()
-    except ImportError:  # no compiled backend: whatever is loaded is what there is
-        pass
+    except (ImportError, ValueError):  # no compiled backend (or FASTLSTM_ISA refused, said
+        pass                            # elsewhere): whatever is loaded is what there is
     keep = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
     out = []
     for lib in threadpool_info():
