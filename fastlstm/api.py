@@ -473,6 +473,11 @@ class LSTM:
         TypeError, ValueError
             For inputs of the wrong type, shape or range, naming the argument.
         """
+        if (not self.training and lengths is None and not self.batch_first
+                and not self.bidirectional and type(x) is np.ndarray and x.ndim == 3):
+            done = self._forward_ready(x, hx)
+            if done is not None:
+                return done
         plan, x, h0, c0 = self._plan(x, hx, lengths)
         w = self._w  # one version of the weights for the whole call
         LD, H = self.num_layers * self.num_directions, self.hidden_size
@@ -543,14 +548,14 @@ class LSTM:
             st = self._new_stepper()
         if st[1] is not None:
             try:  # arrays that are ready (the state a previous step returned): no Python
-                return st[1].step(x_t, state, st[2])
+                return st[1].step(x_t, state, st[2].step)
             except TypeError:
                 pass  # something to convert, or to explain
         x_t, unbatched = self._step_input(x_t)
         B = x_t.shape[0]
         h, c = self._step_state(state, B, unbatched) if state is not None else (None, None)
         if st[1] is not None:
-            y, (h, c) = st[1].step(x_t, None if h is None else (h, c), st[2])
+            y, (h, c) = st[1].step(x_t, None if h is None else (h, c), st[2].step)
         else:
             y, (h, c) = self._step_generic(x_t, h, c)
         if unbatched:
@@ -558,20 +563,18 @@ class LSTM:
         return y, (h, c)
 
     def _new_stepper(self):
-        """This thread's (weights version, compiled Stepper or None, threads for batch B)."""
+        """This thread's (weights version, compiled Stepper or None, its RunnerPlans)."""
         if self.bidirectional:
             raise ValueError("step() runs unidirectional models only: a bidirectional "
                              "layer's reverse direction needs the whole sequence first; call "
                              "the model on the sequence instead")
         w = self._w
-        stepper, threads = None, None
+        stepper, plans = None, None
         kernel = next(iter(self._kernels))
         if kernel.NAME == "cython" and kernel.fits_step(self.input_size, self.hidden_size):
-            packs = [w.packed(k, kernel) for k in range(self.num_layers)]
-            stepper = kernel.stepper(packs, self.dtype)
-            threads = kernel.step_threads(self.input_size, self.hidden_size, self.dtype,
-                                          packs[0].isa)
-        st = self._local.stepper = (w, stepper, threads)
+            stepper, plans = kernel.runner([w.packed(k, kernel)
+                                            for k in range(self.num_layers)], self.dtype)
+        st = self._local.stepper = (w, stepper, plans)
         return st
 
     def _step_input(self, x_t):
@@ -601,6 +604,28 @@ class LSTM:
         y, _, _ = self._run_layers(self._w, self._dense_plan(1, B), x_t[None], h, c,
                                    hc[0], hc[1])
         return y[0], (hc[0], hc[1])
+
+    def _forward_ready(self, x, hx):
+        """Inference on arrays that are ready (time-major, the model's dtype, C-contiguous)
+        through the compiled runner, with no per-call setup in Python: its results, bit for
+        bit, are the general path's. None when it does not apply (the general path runs)."""
+        st = getattr(self._local, "stepper", None)
+        if st is None or st[0] is not self._w:
+            st = self._new_stepper()
+        if st[1] is None:
+            return None
+        T, B = x.shape[0], x.shape[1]
+        plans = st[2].sequence(T, B)
+        if plans is None:
+            return None
+        try:
+            out = st[1].sequence(x, hx, plans)
+        except TypeError:  # something to convert, or to explain: the general path
+            return None
+        state = self._train_state()
+        state.tape, state.last_forward = None, "eval"
+        self.backend_used = "cython"
+        return out
 
     def _run_layers(self, w, plan, x, h0, c0, h_n, c_n, spare=None):
         """The layer loop, for training and inference: every layer and direction on the

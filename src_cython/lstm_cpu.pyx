@@ -576,8 +576,9 @@ cdef inline bint _is_array(obj, int typenum, int ndim):
 
 
 cdef class Stepper:
-    """One time step of a stack of unidirectional layers, for a loop that carries the
-    state itself (a sensor loop): every check but the arrays' is made once, here.
+    """Inference on a stack of unidirectional layers with no per-call setup: one time step
+    for a loop that carries the state itself (a sensor loop), or a whole time-major
+    sequence; every check but the arrays' is made once, here.
 
     packs: each layer's PackedWeights, of one variant and dtype (layer 0 takes I inputs,
     the others H). step() runs exactly what a whole-sequence call runs for that step (the
@@ -588,7 +589,7 @@ cdef class Stepper:
     cdef readonly int L, I, H, itemsize
     cdef int typenum
     cdef object dtype
-    cdef object scratch  # hbuf [2][B][H] for one layer at a time, grown as needed
+    cdef object scratch  # hbuf [2][B][H], and 2 sequences between layers, grown as needed
     cdef Py_ssize_t scratch_items
 
     def __init__(self, packs, dtype):
@@ -607,26 +608,39 @@ cdef class Stepper:
                 raise ValueError("Stepper: the layers' packed weights do not stack")
         self.scratch, self.scratch_items = None, 0
 
-    cdef int _run(self, const char *xin, int B, const char *hp, const char *cp, char *y,
-                  char *hs, char *cs, int nthreads) except -1:
-        """One step of every layer: x rows xin (B, I); h_{t-1}, c_{t-1} (L, B, H) at hp, cp
-        (NULL: zeros); y (B, H), h_t and c_t (L, B, H) written to y, hs, cs."""
-        cdef int L = self.L, H = self.H, l, n_in
-        cdef Py_ssize_t need = 2 * <Py_ssize_t>B * H
-        if need > self.scratch_items:
-            self.scratch = np.empty(need, self.dtype)
-            self.scratch_items = need
-        cdef char *hb = <char *>cnp.PyArray_DATA(<cnp.ndarray>self.scratch)
+    cdef char *_scratch(self, Py_ssize_t items):
+        """At least `items` of scratch (grown as needed, kept for the next call)."""
+        if items > self.scratch_items:
+            self.scratch = np.empty(items, self.dtype)
+            self.scratch_items = items
+        return <char *>cnp.PyArray_DATA(<cnp.ndarray>self.scratch)
+
+    cdef int _run(self, const char *xin, int T, int B, const char *hp, const char *cp,
+                  char *y, char *hs, char *cs, plans) except -1:
+        """T steps of every layer: x (T, B, I) at xin; h0, c0 (L, B, H) at hp, cp (NULL:
+        zeros); y (T, B, H) and h_n, c_n (L, B, H) written to y, hs, cs. plans: per layer
+        (threads, mode), as cython_cpu.plan gives them."""
+        cdef int L = self.L, H = self.H, l, n_in, nthreads, how
         cdef size_t row = <size_t>B * H * self.itemsize  # bytes of one (B, H) slice
+        cdef size_t seq = <size_t>T * row
+        # hbuf [2][B][H]; between layers, the sequence out of one and into the next
+        cdef char *hb = self._scratch(2 * B * H + (2 * <Py_ssize_t>T * B * H if T > 1 and L > 1
+                                                  else 0))
+        cdef char *mid = hb + 2 * row
+        cdef char *out
         cdef PackedWeights pw
         cdef const fl_kernels *k = (<PackedWeights>self.packs[0]).k
         cdef bint f32 = self.itemsize == 4
         for l in range(L):
             pw = <PackedWeights>self.packs[l]
             n_in = self.I if l == 0 else H
+            nthreads, how = plans[l]
+            if T == 1:  # one step: a sleeping helper would come too late to help
+                how = how | NO_WAKE_C
+            # one step writes its y where h_n goes; a sequence, where the next layer reads
+            out = hs + l * row if T == 1 else y if l == L - 1 else mid + (l & 1) * seq
             with nogil:
-                # h_{t-1} into the kernels' double buffer, c_{t-1} where c_t goes: the
-                # kernel writes h_t to its y, here layer l's h_t, and updates c in place
+                # h0 into the kernels' double buffer, c0 where c_n goes (updated in place)
                 if hp != NULL:
                     memcpy(hb, hp + l * row, row)
                     memcpy(cs + l * row, cp + l * row, row)
@@ -634,29 +648,84 @@ cdef class Stepper:
                     memset(hb, 0, row)
                     memset(cs + l * row, 0, row)
                 if f32:
-                    k.forward_f32(1, B, n_in, H, NULL, NULL, NULL, <const float *>xin,
+                    k.forward_f32(T, B, n_in, H, NULL, NULL, NULL, <const float *>xin,
                                   <float *>pw.p_wfi, <float *>pw.p_wf, <float *>pw.p_bf,
-                                  <float *>hb, <float *>(cs + l * row),
-                                  <float *>(hs + l * row), NULL, NULL, NULL,
-                                  <float *>pw.p_w_ih, sgemm, NULL, MODE_STEPS_C | NO_WAKE_C,
+                                  <float *>hb, <float *>(cs + l * row), <float *>out,
+                                  NULL, NULL, NULL, <float *>pw.p_w_ih, sgemm, NULL, how,
                                   nthreads)
                 else:
-                    k.forward_f64(1, B, n_in, H, NULL, NULL, NULL, <const double *>xin,
+                    k.forward_f64(T, B, n_in, H, NULL, NULL, NULL, <const double *>xin,
                                   <double *>pw.p_wfi, <double *>pw.p_wf, <double *>pw.p_bf,
-                                  <double *>hb, <double *>(cs + l * row),
-                                  <double *>(hs + l * row), NULL, NULL, NULL,
-                                  <double *>pw.p_w_ih, dgemm, NULL,
-                                  MODE_STEPS_C | NO_WAKE_C, nthreads)
-                xin = hs + l * row  # the next layer's input: this one's h
-        memcpy(y, hs + (L - 1) * row, row)  # y: the last layer's h
+                                  <double *>hb, <double *>(cs + l * row), <double *>out,
+                                  NULL, NULL, NULL, <double *>pw.p_w_ih, dgemm, NULL, how,
+                                  nthreads)
+                if T > 1:  # h_n: the buffer the last step wrote
+                    memcpy(hs + l * row, hb + (T & 1) * row, row)
+            xin = out
+        if T == 1:
+            memcpy(y, hs + (L - 1) * row, row)  # y: the last layer's h
         return 0
+
+    cdef int _state(self, state, int nd, int B, const char **hp, const char **cp) except -1:
+        """Pointers to a ready state (h, c), each (L, B, H) ((L, H) for nd = 1), or TypeError."""
+        cdef cnp.ndarray sa
+        cdef int s
+        if state is None:
+            return 0
+        if type(state) is not tuple or len(<tuple>state) != 2:
+            raise TypeError("state")
+        for s in range(2):
+            obj = (<tuple>state)[s]
+            if type(obj) is not np.ndarray:
+                raise TypeError("state")
+            sa = <cnp.ndarray>obj
+            if (cnp.PyArray_TYPE(sa) != self.typenum or not cnp.PyArray_IS_C_CONTIGUOUS(sa)
+                    or cnp.PyArray_NDIM(sa) != nd + 1 or cnp.PyArray_DIM(sa, 0) != self.L
+                    or cnp.PyArray_DIM(sa, nd) != self.H
+                    or (nd == 2 and cnp.PyArray_DIM(sa, 1) != B)):
+                raise TypeError("state")
+            if s == 0:
+                hp[0] = <const char *>cnp.PyArray_DATA(sa)
+            else:
+                cp[0] = <const char *>cnp.PyArray_DATA(sa)
+        return 0
+
+    def sequence(self, x, state, plans):
+        """(y, (h_n, c_n)) of a whole inference call for arrays that are ready: x (T, B, I)
+        and state None or a tuple of two (L, B, H), all C-contiguous of the model's dtype;
+        new arrays out. plans: per layer (threads, mode) for this (T, B) (the caller has
+        checked that no layer hoists its input projection). TypeError for anything else."""
+        cdef int typenum = self.typenum, L = self.L, H = self.H, T, B
+        if type(x) is not np.ndarray:
+            raise TypeError("x")
+        cdef cnp.ndarray xa = <cnp.ndarray>x
+        if (cnp.PyArray_TYPE(xa) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(xa)
+                or cnp.PyArray_NDIM(xa) != 3 or cnp.PyArray_DIM(xa, 2) != self.I):
+            raise TypeError("x")
+        T, B = <int>cnp.PyArray_DIM(xa, 0), <int>cnp.PyArray_DIM(xa, 1)
+        if T < 1 or B < 1:
+            raise TypeError("x")
+        cdef const char *hp = NULL
+        cdef const char *cp = NULL
+        self._state(state, 2, B, &hp, &cp)
+        cdef cnp.npy_intp dims[3]
+        dims[0], dims[1], dims[2] = T, B, H
+        y = cnp.PyArray_EMPTY(3, dims, typenum, 0)
+        dims[0] = L
+        h = cnp.PyArray_EMPTY(3, dims, typenum, 0)
+        c = cnp.PyArray_EMPTY(3, dims, typenum, 0)
+        self._run(<const char *>cnp.PyArray_DATA(xa), T, B, hp, cp,
+                  <char *>cnp.PyArray_DATA(<cnp.ndarray>y), <char *>cnp.PyArray_DATA(<cnp.ndarray>h),
+                  <char *>cnp.PyArray_DATA(<cnp.ndarray>c), plans)
+        return y, (h, c)
 
     def step(self, x, state, threads):
         """(y, (h, c)) of one step for arrays that are ready: x (B, I) or (I,), state None
         or a tuple of two (L, B, H) (or (L, H) with a 1-D x) arrays, all C-contiguous of
-        the model's dtype; new arrays out. threads(B): the team. Raises TypeError for
-        anything else: the caller converts (or explains) and calls again."""
-        cdef int typenum = self.typenum, L = self.L, H = self.H, nd, B, s
+        the model's dtype; new arrays out. threads(B): per layer (threads, mode) for batch
+        B. Raises TypeError for anything else: the caller converts (or explains) and calls
+        again."""
+        cdef int typenum = self.typenum, L = self.L, H = self.H, nd, B
         if type(x) is not np.ndarray:
             raise TypeError("x")
         cdef cnp.ndarray xa = <cnp.ndarray>x
@@ -669,24 +738,7 @@ cdef class Stepper:
             raise TypeError("x")
         cdef const char *hp = NULL
         cdef const char *cp = NULL
-        cdef cnp.ndarray sa
-        if state is not None:
-            if type(state) is not tuple or len(<tuple>state) != 2:
-                raise TypeError("state")
-            for s in range(2):
-                obj = (<tuple>state)[s]
-                if type(obj) is not np.ndarray:
-                    raise TypeError("state")
-                sa = <cnp.ndarray>obj
-                if (cnp.PyArray_TYPE(sa) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(sa)
-                        or cnp.PyArray_NDIM(sa) != nd + 1 or cnp.PyArray_DIM(sa, 0) != L
-                        or cnp.PyArray_DIM(sa, nd) != H
-                        or (nd == 2 and cnp.PyArray_DIM(sa, 1) != B)):
-                    raise TypeError("state")
-                if s == 0:
-                    hp = <const char *>cnp.PyArray_DATA(sa)
-                else:
-                    cp = <const char *>cnp.PyArray_DATA(sa)
+        self._state(state, nd, B, &hp, &cp)
         cdef cnp.npy_intp dims[3]
         dims[0], dims[1], dims[2] = L, B, H
         if nd == 1:
@@ -694,8 +746,7 @@ cdef class Stepper:
         y = cnp.PyArray_EMPTY(nd, &dims[1] if nd == 2 else &dims[2], typenum, 0)
         h = cnp.PyArray_EMPTY(nd + 1, dims, typenum, 0)
         c = cnp.PyArray_EMPTY(nd + 1, dims, typenum, 0)
-        nthreads = threads(B)
-        self._run(<const char *>cnp.PyArray_DATA(xa), B, hp, cp,
+        self._run(<const char *>cnp.PyArray_DATA(xa), 1, B, hp, cp,
                   <char *>cnp.PyArray_DATA(<cnp.ndarray>y), <char *>cnp.PyArray_DATA(<cnp.ndarray>h),
-                  <char *>cnp.PyArray_DATA(<cnp.ndarray>c), nthreads)
+                  <char *>cnp.PyArray_DATA(<cnp.ndarray>c), threads(B))
         return y, (h, c)

@@ -162,3 +162,33 @@ def test_threads_stepping_one_model_keep_their_own_state():
     assert errors == []
     for g, e in zip(got, expected):
         np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.parametrize("layers,T,B,I,H", [(1, 100, 1, 32, 128), (2, 10, 32, 1, 50),
+                                            (3, 7, 5, 9, 17), (1, 1, 1, 4, 8)])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_inference_on_ready_arrays_equals_the_general_path(monkeypatch, layers, T, B, I, H,
+                                                           threads, with_state):
+    """Eval-mode calls on ready arrays run the compiled runner (no per-call setup); the
+    general layer loop gives the same bits."""
+    if "cython" not in fastlstm.available_backends():
+        pytest.skip("needs the compiled backend")
+    fastlstm.set_num_threads(threads)
+    try:
+        m = fastlstm.LSTM(I, H, num_layers=layers, seed=2).eval()
+        rng = np.random.default_rng(4)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        hx = (rng.standard_normal((layers, B, H)).astype(np.float32),
+              rng.standard_normal((layers, B, H)).astype(np.float32)) if with_state else None
+        fast = m(x, hx)
+        assert m._local.stepper[1] is not None  # the runner took it
+        monkeypatch.setattr(type(m), "_forward_ready", lambda self, x, hx: None)
+        general = m(x, hx)
+        np.testing.assert_array_equal(fast[0], general[0])
+        np.testing.assert_array_equal(fast[1][0], general[1][0])
+        np.testing.assert_array_equal(fast[1][1], general[1][1])
+        with pytest.raises(RuntimeError):
+            m.backward(np.ones_like(fast[0]))  # eval: nothing to backward, either way
+    finally:
+        fastlstm.set_num_threads(fastlstm.threads.default_num_threads())

@@ -265,34 +265,69 @@ def fits_step(I, H):
     return _fits(1, 1, I, H)
 
 
-def stepper(packs, dtype):
-    """The one-step runner of a stack of unidirectional layers (lstm_cpu.Stepper)."""
-    return _k.Stepper([p.k for p in packs], dtype)
-
-
 # step(): a helper still spinning from the previous step joins the next one, one asleep is
 # never woken (the step is over first); from this many multiply-adds per step and thread,
 # sharing a step pays for meeting once.
 MIN_MACS_PER_THREAD_STEP = 1 << 15
+# The runner's whole-sequence path keeps its scratch (two sequences between layers) per
+# thread: calls that need more take the general path, whose scratch policy frees it.
+RUNNER_MAX_SCRATCH = 16 << 20
 
 
-def step_threads(I, H, dtype, isa):
-    """threads(B): the team for one step() of batch B, remembered per B."""
-    vl = VARIANTS[isa]["vector_bytes"] // np.dtype(dtype).itemsize
-    nub, known = -(-H // vl), {}
+class RunnerPlans:
+    """Per layer (threads, mode) of the Stepper's calls for a stack of `layers`
+    unidirectional layers, remembered per (T, B)."""
 
-    def threads(B):
-        found = known.get(B)
+    def __init__(self, I, H, layers, dtype, isa):
+        self.I, self.H, self.layers, self.isa = I, H, layers, isa
+        self.itemsize = np.dtype(dtype).itemsize
+        self._steps, self._sequences = {}, {}
+
+    def _inputs(self):
+        return [self.I] + [self.H] * (self.layers - 1)
+
+    def step(self, B):
+        """For one step of batch B."""
+        key = (B, get_num_threads())
+        found = self._steps.get(key)
         if found is None:
-            if len(known) > 64:
-                known.clear()
-            nt = get_num_threads()
-            macs = B * 4 * nub * vl * (I + H)
-            found = known[B] = max(1, min(nt, nub * row_chunks(B, VARIANTS[isa]["rows"],
-                                                                "steps"),
-                                          macs // MIN_MACS_PER_THREAD_STEP))
+            if len(self._steps) > 64:
+                self._steps.clear()
+            variant = VARIANTS[self.isa]
+            vl = variant["vector_bytes"] // self.itemsize
+            nub = -(-self.H // vl)
+            units = nub * row_chunks(B, variant["rows"], "steps")
+            found = self._steps[key] = tuple(
+                (max(1, min(get_num_threads(), units,
+                            B * 4 * nub * vl * (I + self.H) // MIN_MACS_PER_THREAD_STEP)),
+                 _k.MODE_STEPS) for I in self._inputs())
         return found
-    return threads
+
+    def sequence(self, T, B):
+        """For a time-major inference call of (T, B) without lengths, or None when the
+        general path must take it (a layer hoists its input projection into BLAS, or the
+        scratch would be big)."""
+        key = (T, B, get_num_threads(), FORCE_PATH, FORCE_HOIST)
+        found = self._sequences.get(key, False)
+        if found is False:
+            if len(self._sequences) > 64:
+                self._sequences.clear()
+            ok = (_fits(T, B, max(self._inputs()), self.H)
+                  and 2 * T * B * self.H * self.itemsize <= RUNNER_MAX_SCRATCH
+                  and not any(hoists_input(self.isa, T * B, I, self.H)
+                              for I in self._inputs()))
+            found = self._sequences[key] = tuple(
+                plan(T, B, I, self.H, self.isa, self.itemsize) for I in self._inputs()) \
+                if ok else None
+        return found
+
+
+def runner(packs, dtype):
+    """(Stepper, RunnerPlans) for a stack of unidirectional layers' packed weights: the
+    compiled path of step() and of inference calls on ready arrays."""
+    k = packs[0].k
+    return (_k.Stepper([p.k for p in packs], dtype),
+            RunnerPlans(k.n_in, k.H, len(packs), dtype, packs[0].isa))
 
 
 def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None):
