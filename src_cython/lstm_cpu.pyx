@@ -258,6 +258,29 @@ cdef void *_data(arr, Py_ssize_t n, Py_ssize_t itemsize, what) except NULL:
                      f"{itemsize} bytes")
 
 
+def pack(w_ih, w_hh, b, str isa):
+    """PackedWeights of one layer-direction for variant `isa`: wfi, wf and bf packed in C
+    into one 64-byte aligned buffer (a training step repacks every layer). w_ih [G, I],
+    w_hh [G, H], b [G], C-contiguous, of one float dtype."""
+    cdef const fl_kernels *k = _variant(isa)
+    dt = w_hh.dtype
+    cdef Py_ssize_t itemsize = dt.itemsize, vl = k.vbytes // itemsize
+    cdef Py_ssize_t H = w_hh.shape[1], I = w_ih.shape[1], nub = (H + vl - 1) // vl
+    cdef Py_ssize_t n_wfi = nub * 4 * I * vl, n_wf = nub * 4 * H * vl, n_bf = nub * 4 * vl
+    cdef Py_ssize_t step = 64 // itemsize  # items per 64 bytes: every part starts aligned
+    cdef Py_ssize_t a_wf = (n_wfi + step - 1) // step * step
+    cdef Py_ssize_t a_bf = a_wf + (n_wf + step - 1) // step * step
+    raw = np.empty((a_bf + n_bf) * itemsize + 64, np.uint8)
+    cdef size_t at = <size_t>cnp.PyArray_DATA(<cnp.ndarray>raw)
+    cdef Py_ssize_t start = <Py_ssize_t>((64 - at % 64) % 64)
+    flat = raw[start:start + (a_bf + n_bf) * itemsize].view(dt)
+    wfi, wf, bf = flat[:n_wfi], flat[a_wf:a_wf + n_wf], flat[a_bf:a_bf + n_bf]
+    pack_gate_blocks(w_ih, wfi, H, vl, k.gate_group)
+    pack_gate_blocks(w_hh, wf, H, vl, k.gate_group)
+    pack_bias(b, bf, H, vl)
+    return PackedWeights(w_ih, wfi, wf, bf, H, isa)
+
+
 cdef class PackedWeights:
     """One layer-direction's weights in the kernels' layouts (see lstm_cpu.h).
 

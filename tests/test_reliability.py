@@ -35,7 +35,7 @@ def test_cython_backward_layout_built_once_under_threads(monkeypatch):
     p = cython_cpu.pack_weights(rng.standard_normal((4 * H, I)).astype(np.float32),
                                 rng.standard_normal((4 * H, H)).astype(np.float32),
                                 np.zeros(4 * H, np.float32))
-    monkeypatch.setattr(cython_cpu, "_aligned", _slowed(cython_cpu._aligned))
+    monkeypatch.setattr(cython_cpu, "_aligned_empty", _slowed(cython_cpu._aligned_empty))
     seen = run_together(6, lambda i, _: (p.for_backward().wb, p.k.wb))
     first = seen[0][0]
     # every thread got, and still sees, the one layout: none was replaced under a reader

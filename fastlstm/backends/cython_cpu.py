@@ -97,21 +97,6 @@ def _aligned_empty(n, dtype):
     return raw[start:start + n * dtype.itemsize].view(dtype)
 
 
-def _aligned(a):
-    """A flat, 64-byte aligned copy of `a`."""
-    out = _aligned_empty(a.size, a.dtype)
-    np.copyto(out.reshape(a.shape), a)  # one pass, even from a transposed view
-    return out
-
-
-def _unit_blocks(w, H, vl, gp):
-    """[4H, K] gate rows -> [NUB, 4/gp, K, gp, VL]: per block of vl hidden units and pass
-    of gp gates, for every k those gates' weights side by side (units past H are zero)."""
-    out = _aligned_empty(-(-H // vl) * 4 * w.shape[1] * vl, w.dtype)
-    _k.pack_gate_blocks(np.ascontiguousarray(w), out, H, vl, gp)
-    return out
-
-
 _wb_lock = threading.Lock()
 
 
@@ -121,16 +106,11 @@ class Packed:
     replaced, since another thread's kernel may be reading it."""
 
     def __init__(self, w_ih, w_hh, b):
-        H = w_hh.shape[1]
         self.isa = ISA
-        variant = VARIANTS[self.isa]
-        self.vl = variant["vector_bytes"] // w_hh.itemsize
-        gp = variant["gate_group"]
+        self.vl = VARIANTS[self.isa]["vector_bytes"] // w_hh.itemsize
         self.w_hh = w_hh
-        bf = _aligned_empty(-(-H // self.vl) * 4 * self.vl, w_hh.dtype)
-        _k.pack_bias(np.ascontiguousarray(b, w_hh.dtype), bf, H, self.vl)
-        self.k = _k.PackedWeights(w_ih, _unit_blocks(w_ih, H, self.vl, gp),
-                                  _unit_blocks(w_hh, H, self.vl, gp), bf, H, self.isa)
+        self.k = _k.pack(np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh),
+                         np.ascontiguousarray(b, w_hh.dtype), self.isa)
 
     def for_backward(self):
         if self.k.wb is None:
