@@ -224,3 +224,22 @@ def test_many_calls_with_random_delays_stay_exact(cy):
         for (m, x, dy), (y_ref, dx_ref) in zip(cases, expected):
             np.testing.assert_array_equal(m(x)[0], y_ref)
             np.testing.assert_array_equal(m.backward(dy)[0], dx_ref)
+
+
+@pytest.mark.parametrize("value,expect", [("0", "0"), ("150", "150"), ("-1", "error"),
+                                          ("soon", "error")])
+def test_spin_time_from_the_environment(value, expect):
+    import os
+    import subprocess
+    import sys
+    run = subprocess.run(
+        [sys.executable, "-c", "from fastlstm.backends import cython_cpu as c; "
+         "print(c._k.pool_spin_us())"],
+        capture_output=True, text=True, env={**os.environ, "FASTLSTM_SPIN_US": value},
+        timeout=60)
+    if expect == "error":
+        assert run.returncode != 0 and "FASTLSTM_SPIN_US" in run.stderr
+        assert "whole number of microseconds" in run.stderr
+    else:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == expect

@@ -73,6 +73,28 @@ except ValueError as exc:  # not an ImportError: "auto" must not quietly pass it
     raise ValueError(f"{ISA_ENV}={FORCED}: {exc}. Unset {ISA_ENV} to choose "
                      "automatically.") from None
 
+# How long (us) the pool's helper threads look for the next call before they sleep: a
+# helper still looking joins at once, one asleep may take ~10 ms to wake on a VM (the call
+# never waits for it, but goes without its help). 0 for machines whose every core is busy.
+SPIN_ENV = "FASTLSTM_SPIN_US"
+
+
+def _spin_from_env():
+    text = os.environ.get(SPIN_ENV, "").strip()
+    if not text:
+        return
+    try:
+        us = int(text)
+        if not 0 <= us <= 10_000_000:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{SPIN_ENV}={text!r}: expected a whole number of microseconds "
+                         "from 0 to 10000000 (default 2000)") from None
+    _k.pool_spin_us(us)
+
+
+_spin_from_env()
+
 # Tests set this to "rows" or "steps" to run one split whatever the shape.
 FORCE_PATH = None
 # The "rows" split when the packed weights (W_ih and W_hh) are at most this many bytes: a
