@@ -24,7 +24,8 @@ def collect_info():
         ``cpu``, ``threads`` (fastlstm's thread count), ``backends`` (name -> available,
         reason it is not, description), ``auto_order`` (the available backends in the
         order ``backend="auto"`` tries them), ``extension`` (whether the compiled
-        extension is built and with what: OpenMP, debug, and under ``isa`` its kernel
+        extension is built and with what: OpenMP, debug, ``pool`` (the kernels' thread
+        pool: ``spin_us``, ``helpers_started``), and under ``isa`` its kernel
         variants: ``chosen``, ``forced`` (FASTLSTM_ISA or None), ``available`` (those
         this CPU runs), ``built``, ``error`` (a FASTLSTM_ISA that cannot be used)), ``numba``
         (version, threads, threading layer, cache folder) and ``blas`` (one dict per BLAS
@@ -40,6 +41,10 @@ def collect_info():
         extension.update(ext.build_info())
         extension["openmp_threads"] = ext.get_max_threads()
         extension["isa"] = isa
+        kernels = load_extension("lstm_cpu")
+        if kernels is not None:  # the kernels' own thread pool (src_cython/pool.h)
+            extension["pool"] = {"spin_us": kernels.pool_spin_us(),
+                                 "helpers_started": kernels.pool_stats()["started"]}
     return {
         "fastlstm": __version__,
         "python": sys.version.split()[0],
@@ -167,6 +172,10 @@ def format_info(info):
         lines.append(f"compiled extension: built  openmp={ext['openmp']} "
                      f"(threads {ext['openmp_threads']})  debug={ext['debug']}")
         lines.append(format_isa(ext.get("isa")))
+        if ext.get("pool"):
+            lines.append(f"kernel threads: own pool, helpers look for work "
+                         f"{ext['pool']['spin_us']} us before they sleep "
+                         "(FASTLSTM_SPIN_US)")
     else:
         lines.append(f"compiled extension: {ext['reason']}")
     nb = info["numba"]

@@ -11,7 +11,7 @@ import importlib.util
 # name -> (module, one-line description, module it needs or None); AUTO_ORDER lists them
 # fastest first.
 BACKENDS = {
-    "cython": ("fastlstm.backends.cython_cpu", "compiled kernels: BLAS + OpenMP + SIMD",
+    "cython": ("fastlstm.backends.cython_cpu", "compiled kernels: SIMD + own thread pool + BLAS",
                "fastlstm._cy.lstm_cpu"),
     "numba": ("fastlstm.backends.numba_cpu", "numba JIT kernels: BLAS + parallel loops",
               "numba"),
