@@ -134,8 +134,9 @@ def set_num_threads(n):
         # first: starting numba's OpenMP pool resets the calling thread's OpenMP team size
         numba = sys.modules["numba"]
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    from ._cy import load_extension
-    ext = load_extension("buildinfo")
+    # buildinfo's OpenMP check, where it is loaded (the kernels read get_num_threads();
+    # loading buildinfo just for this would import scipy.linalg, 0.2 s)
+    ext = sys.modules.get("fastlstm._cy.buildinfo")
     if ext is not None:
         ext.set_threads(n)
     return n
