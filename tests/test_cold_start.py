@@ -1,5 +1,5 @@
 """A fresh process's first result: inference on the compiled backend's fused path loads
-neither scipy.linalg (0.15 s of imports) nor threadpoolctl; the first call that needs BLAS
+no scipy.linalg (0.15-0.2 s of imports), even after set_num_threads; the first call that needs BLAS
 (a backward, or a forward that hoists its input projection) loads and pins it then."""
 import subprocess
 import sys
@@ -10,10 +10,11 @@ PROBE = """
 import sys
 import numpy as np
 import fastlstm
+fastlstm.set_num_threads(fastlstm.get_num_threads())  # as a benchmark or server would
 m = fastlstm.LSTM(32, 128, backend="cython")
 m.eval()(np.zeros((100, 1, 32), np.float32))
 m.step(np.zeros(32, np.float32))
-print("after inference:", "scipy.linalg" in sys.modules, "threadpoolctl" in sys.modules)
+print("after inference:", "scipy.linalg" in sys.modules)
 m.train()
 y, _ = m(np.ones((5, 2, 32), np.float32))
 dx, _ = m.backward(np.ones_like(y))
@@ -29,5 +30,5 @@ def test_inference_loads_no_blas_and_training_loads_it_when_needed():
                          timeout=120)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
-    assert lines[0] == "after inference: False False", run.stdout
+    assert lines[0] == "after inference: False", run.stdout
     assert lines[1].startswith("after backward: True True"), run.stdout
