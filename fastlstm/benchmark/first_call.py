@@ -6,10 +6,11 @@ Each measurement is its own Python process, so nothing compiled or imported by t
 benchmark itself can hide the cost.
 """
 import json
-import os
 import subprocess
 import sys
 import tempfile
+
+from .pool import child_env
 
 JIT_BACKENDS = ("numba",)
 
@@ -35,7 +36,7 @@ print(json.dumps({"import_s": t1 - t0, "forward_s": t2 - t1, "backward_s": t3 - 
 
 
 def _one_process(backend, config, threads, cache_dir):
-    env = {**os.environ, "FASTLSTM_NUMBA_CACHE_DIR": cache_dir}
+    env = {**child_env(), "FASTLSTM_NUMBA_CACHE_DIR": cache_dir}
     run = subprocess.run([sys.executable, "-c", _SCRIPT, backend, config, str(threads)],
                          capture_output=True, text=True, env=env, timeout=900)
     if run.returncode != 0:

@@ -76,8 +76,9 @@ def run_in_child(isa, argv, progress):
              f"{shell_text(env)}{note}")
     sys.stdout.flush()
     sys.stderr.flush()
+    from .pool import child_env  # the same fastlstm as this process
     return subprocess.run([sys.executable, "-m", "fastlstm", *argv],
-                          env={**os.environ, **env}).returncode
+                          env={**child_env(), **env}).returncode
 
 
 def record():

@@ -22,18 +22,21 @@ class WorkerError(RuntimeError):
 
 
 def child_env():
-    """This environment for a child Python process, with the folder holding this
-    fastlstm put first on PYTHONPATH when a fresh interpreter would not find it there
-    (a source checkout run from elsewhere): the child imports the same fastlstm."""
+    """This environment for a child Python process that imports the same fastlstm as this
+    one: the folder holding it first on PYTHONPATH when a fresh interpreter would not find
+    it there (a source checkout run from elsewhere), and PYTHONSAFEPATH=1, so that the
+    current folder is not put first on sys.path: run from a clone with fastlstm installed,
+    the clone's sources (without the compiled extension) would shadow the install."""
     import site
     import fastlstm
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
     installed = {os.path.abspath(p) for p in site.getsitepackages()
                  + [site.getusersitepackages()]}
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
     if root in installed:
-        return dict(os.environ)
+        return env
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    return {**env, "PYTHONPATH": root + (os.pathsep + path if path else "")}
 
 
 class WorkerProcess:

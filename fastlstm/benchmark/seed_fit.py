@@ -15,7 +15,6 @@ thread pool spins into another's time. Each run reports its first and last epoch
 the benchmark refuses a run that did not learn (the last loss must be under half the first).
 """
 import json
-import os
 import subprocess
 import sys
 
@@ -139,7 +138,8 @@ def impl_status(impl):
 
 
 def _one_run(impl, threads, timeout=600):
-    env = dict(os.environ)
+    from .pool import child_env  # the same fastlstm as this process
+    env = child_env()
     if impl == "keras":
         env.setdefault("KERAS_BACKEND", keras_backend())
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
