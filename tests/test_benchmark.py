@@ -164,8 +164,8 @@ def test_summary_against_the_fastest_peer_faster():
     lines = text.splitlines()
     assert lines[0] == "Summary:"
     assert flat(text).startswith(
-        "Summary: auto uses cython: the compiled extension is built here (OpenMP, "
-        "avx512 kernels); next in line: numba, numpy.")
+        "Summary: auto uses cython: the compiled extension is built here (avx512 "
+        "kernels); next in line: numba, numpy.")
     # the fastest peer of each config: onnxruntime forward, torch (the only one) training
     assert "small models (edge, seed): fastlstm[cython] forward against the fastest peer " \
         "(onnxruntime): faster (1.20-1.74x); forward+backward against torch: faster " \
@@ -228,8 +228,8 @@ def test_summary_says_why_auto_picks_its_backend():
     serial = {**MACHINE, "extension": {"built": True, "openmp": False, "debug": True,
                                        "isa": forced}}
     assert auto_sentence(serial) == (
-        "auto uses cython: the compiled extension is built here (without OpenMP: one core, "
-        "avx2 kernels (forced by FASTLSTM_ISA), a debug build: index checks on, slower); "
+        "auto uses cython: the compiled extension is built here (avx2 kernels (forced by "
+        "FASTLSTM_ISA), a debug build: index checks on, slower); "
         "next in line: numba, numpy.")
     no_ext = {"auto_order": ["numba", "numpy"], "extension": {"built": False},
               "backends": {"cython": {"available": False, "reason": "fastlstm._cy.lstm_cpu "

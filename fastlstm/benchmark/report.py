@@ -176,8 +176,7 @@ def auto_sentence(machine):
     if first == "cython":
         ext = machine["extension"]
         isa = ext.get("isa") or {}
-        how = ["OpenMP" if ext.get("openmp") else "without OpenMP: one core",
-               f"{isa['chosen']} kernels" + (" (forced by FASTLSTM_ISA)" if isa.get("forced")
+        how = [f"{isa['chosen']} kernels" + (" (forced by FASTLSTM_ISA)" if isa.get("forced")
                                              else "") if isa.get("chosen")
                else "kernel variant unknown"]
         if ext.get("debug"):
