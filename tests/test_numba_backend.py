@@ -53,12 +53,9 @@ def test_both_builds_on_one_and_two_threads(nb, build, threads, dtype, T, B, H, 
 def test_blocks_cover_every_unit_once(nb):
     for H in (1, 15, 16, 17, 100, 512):
         for width in (16, 32, 64):
-            for threads in (1, 2, 3, 8):
-                bounds, groups = nb.split(H, width, threads)
-                assert bounds[0] == 0 and bounds[-1] == H and np.all(np.diff(bounds) > 0)
-                assert np.all(np.diff(bounds)[:-1] == width)
-                assert groups[0] == 0 and groups[-1] == len(bounds) - 1
-                assert np.all(np.diff(groups) > 0) and len(groups) - 1 <= threads
+            bounds = nb.blocks(H, width)
+            assert bounds[0] == 0 and bounds[-1] == H and np.all(np.diff(bounds) > 0)
+            assert np.all(np.diff(bounds)[:-1] == width)
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])
@@ -88,8 +85,10 @@ def test_workspace_regions_are_aligned_and_sized(nb):
     from fastlstm.backends.numba_kernels import entry
     regions = entry.forward_regions.py_func(5, 3, 7, 40, 11, 2, 32)  # T B I H M groups widest
     assert regions == ((11 * 160,), (2, 3 * 4 * 32), (2, 3, 40), (3, 40), (11, 7))
-    dense = entry.backward_regions.py_func(5, 3, 7, 40, 15, 2, 16, 2)
+    dense = entry.backward_regions.py_func(5, 3, 7, 40, 15, 2, 16)
     assert dense[-3:] == ((0, 7), (0, 40), (0, 7))  # M = T*B: x, h and dx are read in place
+    assert dense[4:7] == ((0, 160, 7), (0, 160, 40), (0, 160))  # one weight chunk: no partials
+    assert entry.backward_regions.py_func(5, 30, 7, 40, 150, 2, 16)[4] == (3, 160, 7)
     end = 0
     for shape in regions:  # every region starts on a multiple of ALIGN elements
         end = -(-end // entry.ALIGN) * entry.ALIGN + int(np.prod(shape))
@@ -111,11 +110,12 @@ NO_ALLOCATIONS = textwrap.dedent("""
     allocate(3)
     out = {"control": rtsys.get_allocation_stats().alloc - before}  # the counter works
     unboxed = [0]  # numba counts each array argument it receives as one allocation
-    for name in ("forward_serial", "forward_parallel", "backward_serial", "backward_parallel"):
-        def counted(*args, kernel=getattr(entry, name)):
+    from fastlstm.backends.numba_kernels import team
+    for module, name in ((entry, "forward"), (entry, "backward"), (team, "_spin")):
+        def counted(*args, kernel=getattr(module, name)):  # helpers too, and their spin
             unboxed[0] += sum(isinstance(a, np.ndarray) for a in args)
             return kernel(*args)
-        setattr(entry, name, counted)
+        setattr(module, name, counted)
     x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
     for build in ("serial", "parallel"):
         numba_cpu.FORCE = build
@@ -157,6 +157,106 @@ def test_plan_runs_small_steps_serially(nb):
     assert nb.plan(100, 64, 512)[:2] == (False, 1)
 
 
+def test_plan_asks_helpers_in_by_shape_and_thread_count(nb, monkeypatch):
+    """Which calls the helpers are asked into (the benchmark's configs, 2 threads), and
+    that one thread, a forked child or FORCE decide it whatever the shape."""
+    import numba
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 4)
+    fastlstm.set_num_threads(2)
+    assert nb.plan(100, 1, 128) == (False, 1, 64)     # edge: too little work per step
+    assert nb.plan(10, 32, 50) == (True, 2, 32)       # seed
+    assert nb.plan(100, 1, 256) == (True, 2, 64)      # single
+    assert nb.plan(100, 16, 256) == (True, 2, 32)     # mid
+    assert nb.plan(50, 64, 512) == (True, 2, 128)     # large
+    assert nb.plan(1, 64, 512)[0] is False            # one step runs alone
+    nb.FORCE = "parallel"
+    assert nb.plan(100, 1, 8)[:2] == (True, 2)
+    nb.FORCE = "serial"
+    assert nb.plan(50, 64, 512)[:2] == (False, 1)
+    nb.FORCE = None
+    monkeypatch.setattr(nb, "in_forked_child", lambda: True)
+    assert nb.plan(50, 64, 512)[:2] == (False, 1)
+    monkeypatch.undo()
+    fastlstm.set_num_threads(1)
+    assert nb.plan(50, 64, 512)[:2] == (False, 1)
+
+
+def _train_step(T, B, I, H, lengths=None, dtype=np.float32):
+    m = fastlstm.LSTM(I, H, num_layers=2, bidirectional=True, backend="numba", seed=4,
+                      dtype=dtype)
+    x = np.random.default_rng(5).standard_normal((T, B, I)).astype(dtype)
+    y, (h, c) = m(x, lengths=lengths)
+    dy = np.random.default_rng(6).standard_normal(y.shape).astype(dtype)
+    dx = m.backward(dy)[0]
+    return [y, h, c, dx] + [g.copy() for g in m.grads.values()]
+
+
+@pytest.mark.parametrize("T,B,I,H,lengths", [(9, 4, 5, 40, None), (10, 32, 1, 50, None),
+                                             (6, 3, 7, 33, [6, 2, 5]), (12, 70, 3, 20, None)])
+def test_results_are_bit_identical_whoever_runs_them(nb, T, B, I, H, lengths):
+    """Alone, with the helpers, on one thread or two: the same bits (each unit of work
+    is computed the same whoever runs it, and partial sums are added in a fixed order)."""
+    runs = []
+    for threads, force in ((1, None), (2, "serial"), (2, "parallel"), (2, "parallel")):
+        fastlstm.set_num_threads(min(threads, fastlstm.threads.default_num_threads()))
+        nb.FORCE = force
+        runs.append(_train_step(T, B, I, H, lengths))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("slots", [(0,), (1, 0), (0, 1), (2, 0, 1)])
+def test_the_caller_finishes_with_helpers_absent_early_or_late(nb, monkeypatch, slots):
+    """A call published for three threads finishes on the caller alone (slot 0: no
+    helper came), and a helper that runs before the caller or after it (nothing left
+    then) changes nothing: every unit runs exactly once (all of them by whoever came
+    first, since the others' owners had not come), the results are the same."""
+    fastlstm.set_num_threads(1)
+    expected = _train_step(7, 5, 3, 40, [7, 3, 5, 1, 6])
+    calls = []
+
+    def run(fn, args, nthreads):  # the threads of `slots` one after another
+        for slot in slots:
+            fn(*args, 3, slot)
+        calls.append((args[-2], args[-1], args[0].shape[0]))
+    monkeypatch.setattr(nb.team, "run", run)
+    monkeypatch.setattr(nb, "plan", lambda T, B, H: (True, 3, nb.block_width(B)))
+    got = _train_step(7, 5, 3, 40, [7, 3, 5, 1, 6])
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)
+    assert len(calls) == 8  # 2 layers x 2 directions, forward and backward
+    for first, ctl, T in calls:
+        P, U = len(first) - 1, first[-1]
+        assert np.array_equal(ctl[1:1 + P], np.diff(first))  # every unit finished once
+        ran = ctl[1 + P:1 + P + U]
+        assert np.all(ran == slots[0] + 1)  # the first to come takes all, absent owners'
+
+
+
+def test_a_call_while_the_helpers_are_busy_runs_alone(nb):
+    """Two Python threads calling at once: one gets the helpers, the other runs alone,
+    both get the results of a call alone."""
+    fastlstm.set_num_threads(min(2, fastlstm.threads.default_num_threads()))
+    nb.FORCE = "serial"
+    expected = _train_step(20, 16, 8, 64)
+    nb.FORCE = "parallel"
+    outs = [None] * 2
+
+    def work(i):
+        outs[i] = [_train_step(20, 16, 8, 64) for _ in range(5)]
+    import threading
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for runs in outs:
+        for run in runs:
+            for a, b in zip(expected, run):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_thread_count_changes_between_calls(nb):
     import numba
     nb.FORCE = "parallel"
@@ -190,7 +290,7 @@ CACHED_RUN = textwrap.dedent("""
         dx = m.backward(np.ones_like(y))[0]
         out[str(n)] = [y.tolist(), dx.tolist()]
     out["hits"] = {f: sum(getattr(entry, f).stats.cache_hits.values()) for f in
-                   ("forward_parallel", "backward_parallel", "forward_serial", "backward_serial")}
+                   ("forward", "backward")}
     print(json.dumps(out))
 """)
 
@@ -213,10 +313,7 @@ def test_cached_parallel_kernels_survive_thread_count_changes(tmp_path):
     assert any(p.suffix == ".nbi" for p in Path(first["cache_dir"]).rglob("*"))
     for threads in (1, 2):
         again = _cached_run(tmp_path, threads)
-        # loaded, not recompiled (with one numba thread the serial build runs)
-        assert all(again["hits"][f] > 0 for f in (
-            ("forward_parallel", "backward_parallel") if threads > 1 else
-            ("forward_serial", "backward_serial")))
+        assert all(again["hits"][f] > 0 for f in ("forward", "backward"))  # not recompiled
         for n in ("1", "2"):
             for ours, theirs in zip(again[n], first[n]):
                 np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)

@@ -3,17 +3,21 @@
 This adapter lays the weights out for the kernels (once per weights update, through
 pack_weights), hands them the packed-sequence layout (sequences.PackedSequences) as it
 is, sizes and keeps their scratch (the kernels allocate nothing: entry.py describes the
-workspace), picks serial or parallel kernels and the work split, and keeps numba's
-thread count in step with fastlstm.set_num_threads. The kernels are in numba_kernels/
-(importing this module imports numba; the registry imports it only when the backend is
-used).
+workspace), and decides whether a call asks the helper threads in (plan). The kernels
+are in numba_kernels/ (importing this module imports numba; the registry imports it
+only when the backend is used).
 
-Work split, per layer call:
-  each step's h W_hh^T and gate math run per block of hidden units, and each thread
-  owns whole blocks (all four gate rows of its units, so no exchange inside a step);
-  the input projection x W_ih^T + b is hoisted out of the loop, one GEMM over all
-  steps per thread for its own units; backward's dW_ih, dW_hh and dx are GEMMs over
-  all steps after the reverse loop (row chunks, partial sums added at the end).
+Work split, per layer call (entry.py: units of work claimed one at a time):
+  the calling thread starts on the call's work at once; helpers (numba_kernels/team.py,
+  up to fastlstm.get_num_threads() - 1) join when they wake and take what is left, so
+  a sleeping helper never holds a call up (numba's prange did: every region waited for
+  its whole team, ~10 ms after an idle pause on a VM). Each step's h W_hh^T and gate
+  math run per block of hidden units (all four gate rows of its units, so no exchange
+  inside a step), and each thread keeps to its own share of the blocks while their
+  owner is there; the input projection x W_ih^T + b is hoisted out of the loop, one GEMM
+  over all steps per block; backward's dW_ih, dW_hh and dx are GEMMs over all steps
+  after the reverse loop (row chunks fixed by the shape, partial sums added in order).
+  Results are bit-identical however many threads took part.
 """
 import contextlib
 import functools
@@ -27,19 +31,17 @@ from ..threads import get_num_threads
 from ._fork import in_forked_child
 from .numba_kernels import entry
 from .numba_kernels.options import CACHE_DIR, compile_settings  # noqa: F401 (info shows it)
+from .numba_kernels.team import team
 
 NAME = "numba"
 _blas_guard = pin_scipy_blas()  # numba's np.dot calls scipy's BLAS from every thread
 
-# Below this many multiply-adds per step, the parallel build's region per step (~1.3 us)
-# and the split cost more than a second thread saves: edge (B=1 H=128, 2^16) runs faster
-# serially, B=1 H=256 (2^18) in parallel. A one-step call never pays for waking the team.
-# Tests set FORCE to "serial" or "parallel".
+# A helper is asked in when a call has at least this many multiply-adds per step: below
+# it the per-step hand-over between two threads costs more than the second one saves.
+# A one-step call runs alone. Tests set FORCE to "serial" (alone) or "parallel" (the
+# helpers are asked whatever the shape).
 MIN_PARALLEL_MACS_PER_STEP = 1 << 18
 FORCE = None
-
-_lock = threading.Lock()  # numba's workqueue layer must not be entered twice at once
-
 
 FORWARD_WIDTH = None  # tests and tuning: force a block width
 BACKWARD_WIDTH = None
@@ -56,33 +58,29 @@ def block_width(B, backward=False):
     return 64 if B <= 2 else 32 if B <= 32 else 128
 
 
-def split(H, width, nthreads):
-    """(bounds, groups): blocks of `width` units (the last one shorter), and thread j's
-    blocks groups[j]:groups[j+1] (never empty, so never more groups than blocks)."""
-    bounds = np.append(np.arange(0, H, width), H).astype(np.intp)
-    nblocks = len(bounds) - 1
-    n = max(1, min(nthreads, nblocks))
-    groups = np.array([j * nblocks // n for j in range(n + 1)], np.intp)
-    return bounds, groups
+def blocks(H, width):
+    """Bounds of the blocks of `width` units (the last one shorter): block s is units
+    bounds[s]:bounds[s+1]. The thread count plays no part: results do not depend on it."""
+    return np.append(np.arange(0, H, width), H).astype(np.intp)
 
 
 class Packed:
-    """A layer-direction's weights in the kernels' layouts, per (block width, threads)."""
+    """A layer-direction's weights in the kernels' layouts, per block width."""
 
     def __init__(self, w_ih, w_hh, b):
         self.w_ih, self.w_hh, self.b = w_ih, w_hh, b
         self._forward = {}
         self._backward = {}
 
-    def forward(self, width, nthreads):
-        """(bounds, groups, W_ih rows, W_hh^T blocks, bias): the gate rows in block order
+    def forward(self, width):
+        """(bounds, W_ih rows, W_hh^T blocks, bias): the gate rows in block order
         (block s: i, f, g, o of its units), and W_hh's rows of each block transposed,
         [H, 4U], one block after another."""
-        key = (width, nthreads)
+        key = width
         found = self._forward.get(key)
         if found is None:
             H = self.w_hh.shape[1]
-            bounds, groups = split(H, width, nthreads)
+            bounds = blocks(H, width)
             rows = np.concatenate([np.arange(k * H + u0, k * H + u1)
                                    for u0, u1 in zip(bounds[:-1], bounds[1:])
                                    for k in range(4)])
@@ -91,19 +89,19 @@ class Packed:
             # two threads may build the same entry: the first one published wins, and
             # what either thread holds stays valid (nothing published is replaced)
             found = self._forward.setdefault(key, (
-                bounds, groups, np.ascontiguousarray(self.w_ih[rows]), whh_t,
+                bounds, np.ascontiguousarray(self.w_ih[rows]), whh_t,
                 np.ascontiguousarray(self.b[rows])))
         return found
 
-    def backward(self, width, nthreads):
-        """(bounds, groups, W_hh's column blocks [G, U] one after another)."""
-        key = (width, nthreads)
+    def backward(self, width):
+        """(bounds, W_hh's column blocks [G, U] one after another)."""
+        key = width
         found = self._backward.get(key)
         if found is None:
-            bounds, groups = split(self.w_hh.shape[1], width, nthreads)
+            bounds = blocks(self.w_hh.shape[1], width)
             cols = np.concatenate([self.w_hh[:, u0:u1].ravel()
                                    for u0, u1 in zip(bounds[:-1], bounds[1:])])
-            found = self._backward.setdefault(key, (bounds, groups, cols))
+            found = self._backward.setdefault(key, (bounds, cols))
         return found
 
 
@@ -141,7 +139,8 @@ def scratch(n, dtype):
 
 
 def plan(T, B, H):
-    """(parallel?, threads, block width) for one layer call."""
+    """(helpers?, threads, block width) for one layer call: whether the helpers are
+    asked in, and how many threads may take part."""
     nt = 1 if in_forked_child() else min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     parallel = nt > 1 and T > 1 and B * 4 * H * H >= MIN_PARALLEL_MACS_PER_STEP
     if FORCE is not None:
@@ -149,31 +148,20 @@ def plan(T, B, H):
     return parallel, nt if parallel else 1, block_width(B)
 
 
-def _parallel_guard():
-    """numba's workqueue layer (used when no OpenMP or TBB runtime loads) aborts the
-    process when two threads enter it at once: serialise calls then."""
-    try:
-        safe = numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel region has run yet: the layer is not chosen
-        safe = False
-    return _NO_GUARD if safe else _lock
-
-
 _called = set()  # (kernel, dtype) already compiled or loaded in this process
 
 
-def _run(fn, parallel, nt, args):
+def _run(fn, nt, args):
+    """fn on this thread, helped by the team when nt > 1; the first call of a kernel per
+    dtype (which compiles or loads it) runs alone, under the compile settings."""
     key = (fn, args[0].dtype)
-    with _blas_guard or _NO_GUARD, \
-            (_NO_GUARD if key in _called else compile_settings()):
-        if not parallel:
-            fn(*args)
+    with _blas_guard or _NO_GUARD:
+        if key not in _called:
+            with compile_settings():
+                fn(*args, 1, 0)
+            _called.add(key)
         else:
-            with _parallel_guard():
-                if numba.get_num_threads() != nt:
-                    numba.set_num_threads(nt)
-                fn(*args)
-    _called.add(key)
+            team.run(fn, args, nt)
 
 
 _NO_GUARD = contextlib.nullcontext()
@@ -183,8 +171,8 @@ def _empty3(dtype):
     return np.empty((0, 0, 0), dtype)
 
 
-# Workspace sizes per call shape: adding up the regions costs microseconds, as much as a
-# fifth of a one-step call.
+# Workspace sizes and phase tables per call shape: adding up the regions costs
+# microseconds, as much as a fifth of a one-step call.
 @functools.lru_cache(maxsize=64)
 def _forward_work(*shape):
     return entry.workspace_size(entry.forward_regions.py_func(*shape))
@@ -195,21 +183,32 @@ def _backward_work(*shape):
     return entry.workspace_size(entry.backward_regions.py_func(*shape))
 
 
+@functools.lru_cache(maxsize=64)
+def _forward_phases(T, nblocks):
+    return entry.phase_starts(entry.forward_phases(T, nblocks))
+
+
+@functools.lru_cache(maxsize=64)
+def _backward_phases(T, nblocks, M):
+    return entry.phase_starts(entry.backward_phases(T, nblocks, M))
+
+
 def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None):
     T, B, I = x.shape
     H = w_hh.shape[1]
     packed = packed or Packed(w_ih, w_hh, b)
-    parallel, nt, width = plan(T, B, H)
-    bounds, groups, wih_p, whh_t, b_p = packed.forward(width, nt)
+    _, nt, width = plan(T, B, H)
+    bounds, wih_p, whh_t, b_p = packed.forward(width)
     if tape is None:
         tg = tc = th = _empty3(x.dtype)
     else:
         tg, tc, th = tape.gates, tape.c, tape.h
-    fn = entry.forward_parallel if parallel else entry.forward_serial
-    work = scratch(_forward_work(T, B, I, H, seq.M, len(groups) - 1, min(width, H)), x.dtype)
-    _run(fn, parallel, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, h0, c0, wih_p, whh_t,
-                            b_p, bounds, groups, y, h_n, c_n, tg, tc, th, tape is not None,
-                            work))
+    first = _forward_phases(T, len(bounds) - 1)
+    ctl = np.zeros(entry.control_size(first, nt), np.int64)
+    work = scratch(_forward_work(T, B, I, H, seq.M, nt, min(width, H)), x.dtype)
+    _run(entry.forward, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, h0, c0, wih_p, whh_t,
+                             b_p, bounds, y, h_n, c_n, tg, tc, th, tape is not None, work,
+                             first, ctl))
 
 
 def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, db, dh0,
@@ -217,12 +216,12 @@ def backward_layer(tape, x, w_ih, w_hh, dy, dh_n, dc_n, seq, dx, dw_ih, dw_hh, d
     T, B, I = x.shape
     H = w_hh.shape[1]
     packed = packed or Packed(w_ih, w_hh, np.zeros(4 * H, w_hh.dtype))
-    parallel, nt, _ = plan(T, B, H)
+    _, nt, _ = plan(T, B, H)
     width = block_width(B, backward=True)
-    bounds, groups, wcols = packed.backward(width, nt)
-    fn = entry.backward_parallel if parallel else entry.backward_serial
-    work = scratch(_backward_work(T, B, I, H, seq.M, len(groups) - 1, min(width, H), nt),
-                   x.dtype)
-    _run(fn, parallel, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, w_ih, wcols, bounds,
-                            groups, tape.gates, tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih,
-                            dw_hh, db, dh0, dc0, nt, work))
+    bounds, wcols = packed.backward(width)
+    first = _backward_phases(T, len(bounds) - 1, seq.M)
+    ctl = np.zeros(entry.control_size(first, nt), np.int64)
+    work = scratch(_backward_work(T, B, I, H, seq.M, nt, min(width, H)), x.dtype)
+    _run(entry.backward, nt, (x, seq.perm, seq.batch_sizes, seq.offsets, w_ih, wcols, bounds,
+                              tape.gates, tape.c, tape.h, dy, dh_n, dc_n, dx, dw_ih, dw_hh,
+                              db, dh0, dc0, work, first, ctl))

@@ -1,5 +1,5 @@
-"""The per-step work of one block of hidden units, shared by the serial and the parallel
-entry points (which differ only in range vs prange over the blocks).
+"""The per-step work of one block of hidden units, and the GEMM chunks around the loop:
+the units of work entry.py's kernels hand out to whichever thread claims them.
 
 Layouts (see numba_cpu.Packed): the forward's gate rows are permuted into blocks of
 hidden units, each block holding its units' i, f, g, o rows side by side, so a block's
@@ -157,23 +157,23 @@ def project(xp, w_p, b_p, out):
 
 
 @njit(**JIT)
-def weight_grad_chunk(c, m0, m1, dz, xp, hp, w_ih, dxp, pw_ih, pw_hh, pdb):
-    """Partial sums over packed rows m0:m1 of dW_ih, dW_hh and db, and those rows of dx."""
+def weight_grad_chunk(m0, m1, dz, xp, hp, w_ih, dxp, out_ih, out_hh, out_b):
+    """Over packed rows m0:m1: dz^T x into out_ih, dz^T h_{t-1} into out_hh, dz's column
+    sums into out_b (each the chunk's partial dW_ih, dW_hh, db), and those rows of dx."""
     if m1 <= m0:
-        zero(pw_ih[c])
-        zero(pw_hh[c])
-        zero(pdb[c])
+        zero(out_ih)
+        zero(out_hh)
+        zero(out_b)
         return
     d = dz[m0:m1]
-    np.dot(d.T, xp[m0:m1], pw_ih[c])
-    np.dot(d.T, hp[m0:m1], pw_hh[c])
+    np.dot(d.T, xp[m0:m1], out_ih)
+    np.dot(d.T, hp[m0:m1], out_hh)
     np.dot(d, w_ih, dxp[m0:m1])
-    acc = pdb[c]
-    zero(acc)
+    zero(out_b)
     for m in range(m1 - m0):
         row = d[m]
         for k in range(row.shape[0]):
-            acc[k] += row[k]
+            out_b[k] += row[k]
 
 
 @njit(**JIT)
@@ -185,12 +185,12 @@ def gather_rows(a, perm, nbs, offs, out):
 
 
 @njit(**JIT)
-def sum_chunks(parts, out):
-    """out = parts.sum(axis=0) for C-contiguous parts [n, ...] and out [...]."""
+def add_chunks(parts, out):
+    """out += parts[0]; out += parts[1]; ... for C-contiguous parts [n, ...] and out [...]
+    (in that order: the sum is the same whoever adds it)."""
     flat = out.reshape(out.size)
     p = parts.reshape((parts.shape[0], out.size))
-    copy(flat, p[0])
-    for c in range(1, p.shape[0]):
+    for c in range(p.shape[0]):
         row = p[c]
         for k in range(flat.shape[0]):
             flat[k] += row[k]

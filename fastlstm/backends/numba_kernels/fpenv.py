@@ -3,8 +3,8 @@
 Denormal operands slow recurrent kernels by 10x or more (DESIGN.md): in BPTT the cell
 gradient is multiplied by the forget gate at every step and can decay into them. The
 compiled backend sets the bits in C; numba has no API for it, so these intrinsics emit
-LLVM's stmxcsr / ldmxcsr directly. Every thread has its own MXCSR: the parallel kernels
-call them inside each parallel body. Elsewhere than x86-64 they do nothing.
+LLVM's stmxcsr / ldmxcsr directly. Every thread has its own MXCSR: each thread taking
+part in a call sets and restores its own. Elsewhere than x86-64 they do nothing.
 """
 import platform
 
