@@ -2,16 +2,20 @@
 
 numba has no atomics for CPU code, so these emit LLVM's atomic instructions directly:
 load (acquire), exchange and add (sequentially consistent, so the writes a thread made
-before an add are seen by whoever reads the count after it), and a spin-wait hint
-(x86 `pause`; elsewhere nothing). They take the array and an index and do no bounds
+before an add are seen by whoever reads the count after it), a spin-wait hint (x86
+`pause`; elsewhere nothing) and yield_cpu (sched_yield). They take the array and an index and do no bounds
 check: the callers index arrays they sized themselves.
 """
+import sys
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .fpenv import X86
+
+_POSIX = sys.platform != "win32"
 
 
 
@@ -65,5 +69,24 @@ def pause(typingctx):
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
             builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@intrinsic
+def yield_cpu(typingctx):
+    """sched_yield(): let another thread have this core (POSIX; elsewhere a pause). A
+    waiting thread calls it once it has spun a while: on a loaded machine the thread it
+    waits for may be queued behind it on the same core."""
+    def codegen(context, builder, sig, args):
+        if _POSIX:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        elif X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+        else:
+            return context.get_dummy_value()
+        builder.call(fn, [])
         return context.get_dummy_value()
     return types.none(), codegen

@@ -35,6 +35,9 @@ from .options import JIT, kernel
 ALIGN = 16
 # Row chunks of the weight-gradient GEMMs at most (weight_chunks).
 MAX_WEIGHT_CHUNKS = 4
+# A thread waiting for another one's unit probes this many times (a pause each, tens of
+# microseconds in all) before it yields its core at every probe.
+SPIN_PROBES = 1000
 
 
 @njit(**JIT)
@@ -158,8 +161,13 @@ def control_size(first, nslots):
 def _wait_for(ctl, first, p):
     """Until every unit of phase p has finished (their results are then visible)."""
     n = first[p + 1] - first[p]
+    probes = 0
     while atomics.load(ctl, 1 + p) < n:
-        atomics.pause()
+        if probes < SPIN_PROBES:
+            atomics.pause()
+            probes += 1
+        else:  # the thread we wait for may be queued behind us: let it run
+            atomics.yield_cpu()
 
 
 @njit(**JIT)
