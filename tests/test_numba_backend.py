@@ -88,7 +88,8 @@ def test_workspace_regions_are_aligned_and_sized(nb):
     dense = entry.backward_regions.py_func(5, 3, 7, 40, 15, 2, 16)
     assert dense[-3:] == ((0, 7), (0, 40), (0, 7))  # M = T*B: x, h and dx are read in place
     assert dense[4:7] == ((0, 160, 7), (0, 160, 40), (0, 160))  # one weight chunk: no partials
-    assert entry.backward_regions.py_func(5, 30, 7, 40, 150, 2, 16)[4] == (3, 160, 7)
+    assert entry.backward_regions.py_func(5, 30, 7, 40, 150, 2, 16)[4] == (1, 160, 7)
+    assert [entry.weight_chunks.py_func(M) for M in (63, 64, 1023, 1024)] == [1, 2, 2, 4]
     end = 0
     for shape in regions:  # every region starts on a multiple of ALIGN elements
         end = -(-end // entry.ALIGN) * entry.ALIGN + int(np.prod(shape))

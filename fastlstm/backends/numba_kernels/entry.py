@@ -56,8 +56,11 @@ def forward_regions(T, B, I, H, M, nslots, widest):
 @njit(**JIT)
 def weight_chunks(M):
     """Row chunks of the weight-gradient GEMMs: the shape's alone (never the thread
-    count), so the partial sums, and their sum, are the same however many threads ran."""
-    return min(MAX_WEIGHT_CHUNKS, max(1, M // 32))
+    count), so the partial sums, and their sum, are the same however many threads ran.
+    Each chunk writes whole [4H, I+H] partials, which few rows do not pay for (single,
+    M = 100: three chunks made the backward 25% slower on one thread than one chunk),
+    so two chunks from 64 rows, four from 1024."""
+    return 1 if M < 64 else 2 if M < 1024 else MAX_WEIGHT_CHUNKS
 
 
 @njit(**JIT)
