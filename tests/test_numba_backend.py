@@ -218,8 +218,8 @@ def test_the_caller_finishes_with_helpers_absent_early_or_late(nb, monkeypatch, 
     calls = []
 
     def run(fn, args, nthreads):  # the threads of `slots` one after another
-        for slot in slots:
-            fn(*args, 3, slot)
+        for slot in slots:  # (no signal to publish or wait for)
+            fn(*args, 3, slot, np.zeros(1, np.int64), 0, 0)
         calls.append((args[-2], args[-1], args[0].shape[0]))
     monkeypatch.setattr(nb.team, "run", run)
     monkeypatch.setattr(nb, "plan", lambda T, B, H: (True, 3, nb.block_width(B)))

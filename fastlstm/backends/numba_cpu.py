@@ -158,13 +158,14 @@ def _run(fn, nt, args):
     with _blas_guard or _NO_GUARD:
         if key not in _called:
             with compile_settings():
-                fn(*args, 1, 0)
+                fn(*args, 1, 0, _QUIET, 0, 0)
             _called.add(key)
         else:
             team.run(fn, args, nt)
 
 
 _NO_GUARD = contextlib.nullcontext()
+_QUIET = np.zeros(1, np.int64)  # the signal of a call that asks no helper in
 
 
 def _empty3(dtype):

@@ -215,6 +215,26 @@ def _start_phase(ctl):
     return max(atomics.load(ctl, 0), 0)
 
 
+@njit(**JIT)
+def _publish(signal, gen, nslots, slot):
+    """The caller tells the spinning helpers about its call (signal[0] = gen) from in
+    here, with the GIL released: a helper that wakes then takes the GIL at once, where
+    one woken while the caller still held it would sleep on it (team.py)."""
+    if slot == 0 and nslots > 1:
+        atomics.exchange(signal, 0, gen)
+
+
+@njit(**JIT)
+def _linger(signal, gen, probes):
+    """A helper done with a call spins here, GIL released, until the next call is
+    published or `probes` probes have passed: returning to Python at once, it would
+    contend for the GIL with the caller coming out of the same call."""
+    for _ in range(probes):
+        if atomics.load(signal, 0) != gen:
+            return
+        atomics.pause()
+
+
 # --- forward ---------------------------------------------------------------------------
 def forward_phases(T, nblocks):
     """Units per phase: the setup, the input projection per block, then each step's
@@ -240,8 +260,9 @@ def _forward_setup(x, perm, nbs, offs, h0, c0, xp, hs, cs, tc, th, has_tape):
 
 @kernel()
 def forward(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, y, h_n, c_n, tg, tc, th,
-            has_tape, work, first, ctl, nslots, slot):
-    """One layer-direction's forward, as thread `slot` of `nslots` (the caller is 0)."""
+            has_tape, work, first, ctl, nslots, slot, signal, gen, probes):
+    """One layer-direction's forward, as thread `slot` of `nslots` (the caller is 0);
+    signal, gen and probes: see _publish and _linger."""
     T, B, I = x.shape
     H = h0.shape[1]
     M = offs[T]
@@ -253,6 +274,7 @@ def forward(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, y, h_n, c_n, 
     xg, at = carve(work, at, regions[4])
     xp = _packed_view(x, offs, xg)
     fpenv = flush_denormals()  # after carving, which raises if work is too small
+    _publish(signal, gen, nslots, slot)
     for p in range(_start_phase(ctl), first.shape[0] - 1):
         _enter(ctl, first, p, slot)
         for i in range(first[p + 1] - first[p]):
@@ -275,6 +297,7 @@ def forward(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, y, h_n, c_n, 
     if slot == 0:  # the caller returns when every unit has finished
         _wait_for(ctl, first, first.shape[0] - 2)
     restore_fpenv(fpenv)
+    _linger(signal, gen, probes)
 
 
 # --- backward --------------------------------------------------------------------------
@@ -332,8 +355,9 @@ def _backward_sum(u, x, perm, nbs, offs, dxp, dx, pw_ih, pw_hh, pdb, dw_ih, dw_h
 
 @kernel()
 def backward(x, perm, nbs, offs, w_ih, wcols, bounds, tg, tc, th, dy, dh_n, dc_n, dx, dw_ih,
-             dw_hh, db, dh0, dc0, work, first, ctl, nslots, slot):
-    """One layer-direction's backward, as thread `slot` of `nslots` (the caller is 0)."""
+             dw_hh, db, dh0, dc0, work, first, ctl, nslots, slot, signal, gen, probes):
+    """One layer-direction's backward, as thread `slot` of `nslots` (the caller is 0);
+    signal, gen and probes: see _publish and _linger."""
     T, B, I = x.shape
     H = dh_n.shape[1]
     M = offs[T]
@@ -353,6 +377,7 @@ def backward(x, perm, nbs, offs, w_ih, wcols, bounds, tg, tc, th, dy, dh_n, dc_n
     dxp = dx.reshape((T * B, I)) if M == T * B else dxg
     nchunks = first[T + 4] - first[T + 3]
     fpenv = flush_denormals()  # after carving, which raises if work is too small
+    _publish(signal, gen, nslots, slot)
     for p in range(_start_phase(ctl), first.shape[0] - 1):
         _enter(ctl, first, p, slot)
         for i in range(first[p + 1] - first[p]):
@@ -382,3 +407,4 @@ def backward(x, perm, nbs, offs, w_ih, wcols, bounds, tg, tc, th, dy, dh_n, dc_n
     if slot == 0:  # the caller returns when every unit has finished
         _wait_for(ctl, first, first.shape[0] - 2)
     restore_fpenv(fpenv)
+    _linger(signal, gen, probes)

@@ -52,11 +52,12 @@ class Team:
         return self._helpers
 
     def run(self, fn, args, nthreads):
-        """fn(*args, nslots, slot): on this thread as slot 0 of `nthreads`, helped by
-        up to nthreads - 1 helpers; alone (nslots 1) when nthreads is 1 or another
-        call has the helpers. Returns when every unit of the call has finished."""
+        """fn(*args, nslots, slot, signal, gen, probes): on this thread as slot 0 of
+        `nthreads`, helped by up to nthreads - 1 helpers; alone (nslots 1) when nthreads
+        is 1 or another call has the helpers. Returns when every unit of the call has
+        finished."""
         if nthreads <= 1 or not self._busy.acquire(blocking=False):
-            fn(*args, 1, 0)
+            fn(*args, 1, 0, self._signal, 0, 0)
             return
         try:
             seen = int(self._signal[0])
@@ -64,12 +65,13 @@ class Team:
                 self._helpers += 1
                 threading.Thread(target=self._serve, args=(self._helpers, seen), daemon=True,
                                  name=f"fastlstm-numba-{self._helpers}").start()
-            self._job = (fn, args, nthreads)
-            self._signal[0] = seen + 1
+            self._job = (fn, args, nthreads, seen + 1)
             if self._sleeping:  # read after the signal: see _serve
+                self._signal[0] = seen + 1
                 with self._cond:
                     self._cond.notify_all()
-            fn(*args, nthreads, 0)
+            # else the kernel publishes it, once it has released the GIL (entry._publish)
+            fn(*args, nthreads, 0, self._signal, seen + 1, 0)
         finally:
             self._job = None  # the arrays are the caller's again
             self._busy.release()
@@ -77,6 +79,7 @@ class Team:
     def _calibrate(self):
         probes = 1 << 14
         quiet = np.zeros(1, np.int64)
+        _spin(quiet, 0, 1)  # loads or compiles it: not part of the timing
         t0 = time.perf_counter()
         _spin(quiet, 0, probes)
         self._probes = max(1, int(probes * SPIN_S / max(time.perf_counter() - t0, 1e-9)))
@@ -84,11 +87,13 @@ class Team:
     def _serve(self, slot, seen):
         if self._probes is None:
             self._calibrate()
+        lingered = False  # just back from a call, which spun for the next one already
         while True:
             now = int(self._signal[0])
             if now == seen:
-                if _spin(self._signal, seen, self._probes):
+                if not lingered and _spin(self._signal, seen, self._probes):
                     continue
+                lingered = False
                 with self._cond:
                     # counted before the signal is read again, and run() reads the count
                     # after publishing: either this thread sees the new call or run()
@@ -100,13 +105,15 @@ class Team:
                 continue
             seen = now
             job = self._job
-            if job is None:  # that call has finished already
+            if job is None or job[3] != now:  # that call has finished already
                 continue
-            fn, args, nslots = job
+            fn, args, nslots, gen = job
             del job
             if slot < nslots:
                 try:
-                    fn(*args, nslots, slot)
+                    # after its share it spins in the kernel for the next call
+                    fn(*args, nslots, slot, self._signal, gen, self._probes)
+                    lingered = True
                 except Exception:  # noqa: BLE001 - the caller's own run raises it
                     pass
             del fn, args
