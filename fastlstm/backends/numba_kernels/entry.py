@@ -245,8 +245,9 @@ def forward_phases(T, nblocks):
 
 
 @njit(**JIT)
-def _forward_setup(x, perm, nbs, offs, h0, c0, xp, hs, cs, tc, th, has_tape):
-    """Initial state in sorted row order, the tape's step 0 and the packed inputs."""
+def _forward_setup(x, perm, nbs, offs, h0, c0, xg, hs, cs, tc, th, has_tape):
+    """Initial state in sorted row order, the tape's step 0 and the packed inputs (into
+    xg, never into the view of x, which may be read-only)."""
     T, B, I = x.shape
     for r in range(B):
         copy(hs[0, r], h0[perm[r]])
@@ -255,7 +256,7 @@ def _forward_setup(x, perm, nbs, offs, h0, c0, xp, hs, cs, tc, th, has_tape):
             copy(th[0, r], h0[r])
             copy(tc[0, r], c0[r])
     if offs[T] != T * B:
-        gather_rows(x, perm, nbs, offs, xp)
+        gather_rows(x, perm, nbs, offs, xg)
 
 
 @kernel()
@@ -282,7 +283,7 @@ def forward(x, perm, nbs, offs, h0, c0, wih_p, whh_t, b_p, bounds, y, h_n, c_n, 
             if s < 0:
                 continue
             if p == 0:
-                _forward_setup(x, perm, nbs, offs, h0, c0, xp, hs, cs, tc, th, has_tape)
+                _forward_setup(x, perm, nbs, offs, h0, c0, xg, hs, cs, tc, th, has_tape)
             else:
                 u0, u1 = bounds[s], bounds[s + 1]
                 xw_s = xw[M * 4 * u0:M * 4 * u1].reshape((M, 4 * (u1 - u0)))
