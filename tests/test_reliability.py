@@ -51,11 +51,11 @@ def test_numba_layouts_published_once_under_threads(monkeypatch):
     H, I = 40, 7
     p = numba_cpu.pack_weights(rng.standard_normal((4 * H, I)),
                                rng.standard_normal((4 * H, H)), np.zeros(4 * H))
-    monkeypatch.setattr(numba_cpu, "split", _slowed(numba_cpu.split))
-    fwd = run_together(6, lambda i, _: p.forward(8, 2))
-    bwd = run_together(6, lambda i, _: p.backward(8, 2))
-    assert all(f is p._forward[(8, 2)] for f in fwd)
-    assert all(b is p._backward[(8, 2)] for b in bwd)
+    monkeypatch.setattr(numba_cpu, "blocks", _slowed(numba_cpu.blocks))
+    fwd = run_together(6, lambda i, _: p.forward(8))
+    bwd = run_together(6, lambda i, _: p.backward(8))
+    assert all(f is p._forward[8] for f in fwd)
+    assert all(b is p._backward[8] for b in bwd)
 
 
 @pytest.mark.parametrize("backend", FAST)
