@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 from .pool import child_env
 
@@ -69,9 +70,12 @@ def format_first_calls(rows):
              "cached = warm cache; s):"]
     for r in rows:
         c, w = r["cold"], r["warm"]
-        lines.append(f"  {r['backend']} {r['config']}: compile {c['total_s']:.1f} "
+        lines.append(f"{r['backend']} {r['config']}: compile {c['total_s']:.1f} "
                      f"(import {c['import_s']:.1f} + fwd {c['forward_s']:.1f} + bwd "
                      f"{c['backward_s']:.1f}), cached {w['total_s']:.2f} (import "
                      f"{w['import_s']:.2f} + fwd {w['forward_s']:.2f} + bwd "
                      f"{w['backward_s']:.2f})")
-    return "\n".join(lines)
+    # wrapped to 100 columns like the rest of the report
+    return "\n".join([lines[0]] + [textwrap.fill(line, width=100, initial_indent="  ",
+                                                  subsequent_indent="    ")
+                                    for line in lines[1:]])
