@@ -10,6 +10,10 @@ cimport numpy as cnp
 
 import numpy as np
 
+ctypedef fused floating:
+    float
+    double
+
 cnp.import_array()
 
 
@@ -49,72 +53,52 @@ def adam(p, g, m, v, vhat, double one_minus_beta_1, double one_minus_beta_2,
     for other in (g, m, v) + ((vhat,) if vhat is not None else ()):
         if not _same_layout(pa, other):
             return False
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(pa), i
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(pa)
     cdef int t = cnp.PyArray_TYPE(pa)
-    cdef float *pf
-    cdef float *gf
-    cdef float *mf
-    cdef float *vf
-    cdef float *hf
-    cdef float c1f, c2f, epsf, af, d, vv
-    cdef double *pd
-    cdef double *gd
-    cdef double *md
-    cdef double *vd
-    cdef double *hd
-    cdef double dd, vvd
+    cdef void *pp = cnp.PyArray_DATA(pa)
+    cdef void *gp = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef void *mp = cnp.PyArray_DATA(<cnp.ndarray>m)
+    cdef void *vp = cnp.PyArray_DATA(<cnp.ndarray>v)
+    cdef void *hp = cnp.PyArray_DATA(<cnp.ndarray>vhat) if vhat is not None else NULL
     if t == cnp.NPY_FLOAT32:
-        pf = <float *>cnp.PyArray_DATA(pa)
-        gf = <float *>cnp.PyArray_DATA(<cnp.ndarray>g)
-        mf = <float *>cnp.PyArray_DATA(<cnp.ndarray>m)
-        vf = <float *>cnp.PyArray_DATA(<cnp.ndarray>v)
-        hf = <float *>cnp.PyArray_DATA(<cnp.ndarray>vhat) if vhat is not None else NULL
-        c1f, c2f = <float>one_minus_beta_1, <float>one_minus_beta_2
-        epsf, af = <float>epsilon, <float>alpha
         with nogil:
-            for i in range(n):
-                d = gf[i] - mf[i]
-                d = d * c1f
-                mf[i] = mf[i] + d
-                d = gf[i] * gf[i]
-                d = d - vf[i]
-                d = d * c2f
-                vf[i] = vf[i] + d
-                vv = vf[i]
-                if hf != NULL:
-                    if hf[i] == hf[i] and (vv != vv or vv > hf[i]):  # np.maximum: NaN wins
-                        hf[i] = vv
-                    vv = hf[i]
-                d = sqrtf(vv)
-                d = d + epsf
-                d = mf[i] / d
-                d = d * af
-                pf[i] = pf[i] - d
+            _adam(<float *>pp, <const float *>gp, <float *>mp, <float *>vp, <float *>hp, n,
+                  <float>one_minus_beta_1, <float>one_minus_beta_2, <float>epsilon,
+                  <float>alpha)
         return True
     if t == cnp.NPY_FLOAT64:
-        pd = <double *>cnp.PyArray_DATA(pa)
-        gd = <double *>cnp.PyArray_DATA(<cnp.ndarray>g)
-        md = <double *>cnp.PyArray_DATA(<cnp.ndarray>m)
-        vd = <double *>cnp.PyArray_DATA(<cnp.ndarray>v)
-        hd = <double *>cnp.PyArray_DATA(<cnp.ndarray>vhat) if vhat is not None else NULL
         with nogil:
-            for i in range(n):
-                dd = gd[i] - md[i]
-                dd = dd * one_minus_beta_1
-                md[i] = md[i] + dd
-                dd = gd[i] * gd[i]
-                dd = dd - vd[i]
-                dd = dd * one_minus_beta_2
-                vd[i] = vd[i] + dd
-                vvd = vd[i]
-                if hd != NULL:
-                    if hd[i] == hd[i] and (vvd != vvd or vvd > hd[i]):
-                        hd[i] = vvd
-                    vvd = hd[i]
-                dd = sqrt(vvd)
-                dd = dd + epsilon
-                dd = md[i] / dd
-                dd = dd * alpha
-                pd[i] = pd[i] - dd
+            _adam(<double *>pp, <const double *>gp, <double *>mp, <double *>vp,
+                  <double *>hp, n, one_minus_beta_1, one_minus_beta_2, epsilon, alpha)
         return True
     return False
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    return sqrtf(x) if floating is float else sqrt(x)
+
+
+cdef void _adam(floating *p, const floating *g, floating *m, floating *v, floating *vhat,
+                Py_ssize_t n, floating c1, floating c2, floating eps,
+                floating alpha) noexcept nogil:
+    """The step, in the variable's own precision: each operation rounded on its own."""
+    cdef Py_ssize_t i
+    cdef floating d, vv
+    for i in range(n):
+        d = g[i] - m[i]
+        d = d * c1
+        m[i] = m[i] + d
+        d = g[i] * g[i]
+        d = d - v[i]
+        d = d * c2
+        v[i] = v[i] + d
+        vv = v[i]
+        if vhat != NULL:
+            if vhat[i] == vhat[i] and (vv != vv or vv > vhat[i]):  # np.maximum: NaN wins
+                vhat[i] = vv
+            vv = vhat[i]
+        d = _sqrt(vv)
+        d = d + eps
+        d = m[i] / d
+        d = d * alpha
+        p[i] = p[i] - d
