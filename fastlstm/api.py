@@ -543,9 +543,7 @@ class LSTM:
         >>> y_t.shape, state[0].shape
         ((8,), (1, 8))
         """
-        st = getattr(self._local, "stepper", None)
-        if st is None or st[0] is not self._w:
-            st = self._new_stepper()
+        st = self._runner()
         if st[1] is not None:
             try:  # arrays that are ready (the state a previous step returned): no Python
                 return st[1].step(x_t, state, st[2].step)
@@ -562,8 +560,14 @@ class LSTM:
             return y[0], (h[:, 0], c[:, 0])
         return y, (h, c)
 
+    def _runner(self):
+        """This thread's (weights version, compiled Stepper or None, its RunnerPlans), made
+        anew when the weights changed."""
+        st = getattr(self._local, "stepper", None)
+        return st if st is not None and st[0] is self._w else self._new_stepper()
+
     def _new_stepper(self):
-        """This thread's (weights version, compiled Stepper or None, its RunnerPlans)."""
+        """Build and keep this thread's runner for the current weights (see _runner)."""
         if self.bidirectional:
             raise ValueError("step() runs unidirectional models only: a bidirectional "
                              "layer's reverse direction needs the whole sequence first; call "
@@ -609,9 +613,7 @@ class LSTM:
         """Inference on arrays that are ready (time-major, the model's dtype, C-contiguous)
         through the compiled runner, with no per-call setup in Python: its results, bit for
         bit, are the general path's. None when it does not apply (the general path runs)."""
-        st = getattr(self._local, "stepper", None)
-        if st is None or st[0] is not self._w:
-            st = self._new_stepper()
+        st = self._runner()
         if st[1] is None:
             return None
         T, B = x.shape[0], x.shape[1]
