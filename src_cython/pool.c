@@ -9,6 +9,9 @@
  * helpers that joined have left, so a helper never touches a job that has returned.
  * Inside a job, each slot has a (phase, next unit) word that participants claim units
  * from, and one counter of units done orders the phases. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getcpu, before any system header */
+#endif
 #include "pool.h"
 
 #include <stdatomic.h>
@@ -35,6 +38,22 @@
 #endif
 
 #define FL_MAX_SLOTS 64 /* participants per job, the calling thread included */
+
+/* Waiting for another thread, the n-th time round: a pause, and every FL_YIELD_EVERY-th
+ * time the core handed over. The thread waited for may share this core (a helper woken on
+ * a busy or virtual machine is often queued on its waker's core until the balancer moves
+ * it): pausing alone would keep it off the core for a whole time slice (~10 ms seen on a
+ * 2-core VM, for a unit of microseconds). */
+#define FL_YIELD_EVERY 256
+
+static void relax(unsigned n) {
+    FL_PAUSE();
+#if FL_THREADS
+    if (n % FL_YIELD_EVERY == 0) sched_yield();
+#else
+    (void)n;
+#endif
+}
 
 typedef struct {
     /* ((phase + 1) << 32) | next unit of the slot's range; 0 before the first phase */
@@ -98,8 +117,11 @@ static int claim(fl_run_state *rs, int s, int p, int n) {
     }
 }
 
+/* Until `target` units are done: those of the phases before, or a unit another thread
+ * claimed and is still running. */
 static void wait_done(fl_run_state *rs, long target) {
-    while (atomic_load_explicit(&rs->done, memory_order_acquire) < target) FL_PAUSE();
+    for (unsigned n = 1; atomic_load_explicit(&rs->done, memory_order_acquire) < target; n++)
+        relax(n);
 }
 
 /* Walk every phase; in each, once it is open, run own units, then anyone's unclaimed.
@@ -149,9 +171,47 @@ static struct {
     _Alignas(64) _Atomic int busy;   /* a caller is running a job with helpers */
     _Atomic int sleepers;            /* helpers waiting on cv */
     _Atomic int nhelpers;            /* helpers started */
+    _Atomic int caller_cpu;          /* the open job's caller's core when it opened, or -1 */
     pthread_mutex_t mu;              /* cv's, and starting helpers */
     pthread_cond_t cv;
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} P = {.caller_cpu = -1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* This thread's core now, or -1 where the system does not say */
+static int current_cpu(void) {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+/* Whether this helper is queued on the core of the job's caller: joining there only
+ * takes turns with the caller on one core, and every unit it claims then holds the
+ * caller up until the scheduler hands the core over. */
+static int on_callers_cpu(void) {
+    const int cpu = atomic_load_explicit(&P.caller_cpu, memory_order_relaxed);
+    return cpu >= 0 && cpu == current_cpu();
+}
+
+/* Move this thread off core `cpu` now (the scheduler picks another of its allowed ones),
+ * leaving its affinity as it was. Returns 0 where that cannot be done. */
+static int move_off(int cpu) {
+#if defined(__linux__)
+    cpu_set_t allowed, others;
+    const pthread_t self = pthread_self();
+    if (pthread_getaffinity_np(self, sizeof allowed, &allowed) != 0 || cpu < 0 ||
+        cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed) || CPU_COUNT(&allowed) < 2)
+        return 0;
+    others = allowed;
+    CPU_CLR(cpu, &others);
+    const int moved = pthread_setaffinity_np(self, sizeof others, &others) == 0;
+    if (moved) pthread_setaffinity_np(self, sizeof allowed, &allowed);
+    return moved;
+#else
+    (void)cpu;
+    return 0;
+#endif
+}
 
 static double now_us(void) {
     struct timespec ts;
@@ -192,8 +252,18 @@ static void *helper_main(void *arg) {
             usleep((useconds_t)delay);
             s = atomic_load_explicit(&P.state, memory_order_acquire);
         }
-        int joined = 0;
+        int joined = 0, tried_move = 0;
         while (ST_GEN(s) == gen && (s & ST_OPEN) && ST_JOINED(s) < ST_WANTED(s)) {
+            if (on_callers_cpu()) { /* go to another core, or let the caller on */
+                if (!tried_move) {
+                    tried_move = 1;
+                    move_off(current_cpu());
+                } else {
+                    sched_yield();
+                }
+                s = atomic_load_explicit(&P.state, memory_order_acquire);
+                continue;
+            }
             if (atomic_compare_exchange_weak_explicit(&P.state, &s, s + 1, memory_order_acq_rel,
                                                       memory_order_acquire)) {
                 joined = 1;
@@ -221,6 +291,7 @@ static void after_fork_in_child(void) {
     atomic_store(&P.busy, 0);
     atomic_store(&P.sleepers, 0);
     atomic_store(&P.nhelpers, 0);
+    atomic_store(&P.caller_cpu, -1);
     pthread_mutex_init(&P.mu, NULL);
     pthread_cond_init(&P.cv, NULL);
 }
@@ -267,6 +338,7 @@ void fl_pool_run(const fl_job *job) {
     atomic_init(&rs.done, 0);
     for (int s = 0; s < rs.nslots; s++) atomic_init(&rs.slots[s].word, 0);
     rs.opened_us = now_us();
+    atomic_store_explicit(&P.caller_cpu, current_cpu(), memory_order_relaxed);
     atomic_store_explicit(&P.rs, &rs, memory_order_relaxed);
     const uint64_t old = atomic_load(&P.state);
     atomic_store(&P.state, ((uint64_t)(ST_GEN(old) + 1) << 32) | ST_OPEN |
@@ -283,7 +355,8 @@ void fl_pool_run(const fl_job *job) {
     restore_fp(fp);
     atomic_fetch_add_explicit(&stat_caller, ran, memory_order_relaxed);
     atomic_fetch_and(&P.state, ~ST_OPEN); /* close: no one joins from now on */
-    while (ST_JOINED(atomic_load_explicit(&P.state, memory_order_acquire)) > 0) FL_PAUSE();
+    for (unsigned n = 1; ST_JOINED(atomic_load_explicit(&P.state, memory_order_acquire)) > 0; n++)
+        relax(n);
     atomic_store_explicit(&P.busy, 0, memory_order_release);
 }
 

@@ -243,3 +243,44 @@ def test_spin_time_from_the_environment(value, expect):
     else:
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == expect
+
+
+_ONE_CORE_CHILD = """
+import os
+import numpy as np
+import fastlstm
+from fastlstm.backends import cython_cpu as cy
+m = fastlstm.LSTM(32, 128, backend="cython", seed=3)
+x = np.random.default_rng(3).standard_normal((60, 1, 32)).astype(np.float32)
+dy = np.ones((60, 1, 128), np.float32)
+fastlstm.set_num_threads(1)  # no helper yet
+expected = [m(x)[0], m.backward(dy)[0]]
+fastlstm.set_num_threads(2)
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # the helper will inherit it
+for path in ("steps", "rows"):
+    cy.FORCE_PATH = path
+    for _ in range(3):
+        m(x)
+    cy._k.pool_reset_stats()
+    for _ in range(5):
+        got = [m(x)[0], m.backward(dy)[0]]
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+    stats = cy._k.pool_stats()
+    assert stats["started"] == 1 and stats["helpers"] == 0 and stats["caller"] > 0, stats
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"),
+                    reason="needs os.sched_setaffinity")
+def test_a_helper_on_the_callers_core_leaves_the_work_to_it():
+    """A process held to one core, 2 threads: the helper can only take turns with the
+    caller there, and every unit it claimed would hold the caller up until the scheduler
+    handed the core over (~10 ms a time on a VM). It does not join; the results are one
+    thread's, bit for bit."""
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-c", _ONE_CORE_CHILD], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
