@@ -107,6 +107,8 @@ static inline int fl_chunk_row(int B, int n, int c, int mode) {
  * dx (and of the hoisted input projection) */
 #define FL_G_CHUNKS 8
 #define FL_M_CHUNKS 8
+/* Rows from which the hoisted input projection is split by rows, not by columns */
+#define FL_HOIST_ROW_SPLIT 256
 
 /* Part i of n of [0, len) */
 static inline long fl_part(long len, int n, int i) { return len * i / n; }

@@ -224,10 +224,18 @@ typedef struct {
     SUF(gemm_fn) gemm;
 } SUF(fwd_job);
 
+/* The hoisted projection's units: FL_M_CHUNKS slices of its rows, or, for fewer than
+ * FL_HOIST_ROW_SPLIT rows (one sequence), of its G columns: a slice of few rows would read
+ * all of W_ih for a handful of rows, a slice of columns reads its part once. */
+static int SUF(hoist_units)(const SUF(fwd_job) *j) {
+    const long n = j->M >= FL_HOIST_ROW_SPLIT ? j->M : j->G;
+    return n < FL_M_CHUNKS ? (int)n : FL_M_CHUNKS;
+}
+
 static int SUF(fwd_count)(const void *ctx, int phase) {
     const SUF(fwd_job) *j = ctx;
     if (j->a.xw) {
-        if (phase == 0) return j->M < FL_M_CHUNKS ? (int)j->M : FL_M_CHUNKS;
+        if (phase == 0) return SUF(hoist_units)(j);
         phase--;
     }
     if (j->mode == FL_MODE_ROWS) return phase == 0 ? j->nchunks : 0;
@@ -240,10 +248,17 @@ static void SUF(fwd_unit)(const void *ctx, int phase, int index) {
     const int B = a->B, H = a->H;
     if (a->xw) {
         if (phase == 0) {
-            const int n = j->M < FL_M_CHUNKS ? (int)j->M : FL_M_CHUNKS;
-            const long m0 = fl_part(j->M, n, index), m1 = fl_part(j->M, n, index + 1);
-            SUF(gemm_rm)(j->gemm, 'N', 'T', (int)(m1 - m0), j->G, a->NI, a->xr + m0 * a->NI,
-                         a->NI, j->w_ih, a->NI, 0, (R *)a->xw + m0 * j->G, j->G);
+            const int n = SUF(hoist_units)(j);
+            if (j->M >= FL_HOIST_ROW_SPLIT) {
+                const long m0 = fl_part(j->M, n, index), m1 = fl_part(j->M, n, index + 1);
+                SUF(gemm_rm)(j->gemm, 'N', 'T', (int)(m1 - m0), j->G, a->NI,
+                             a->xr + m0 * a->NI, a->NI, j->w_ih, a->NI, 0,
+                             (R *)a->xw + m0 * j->G, j->G);
+            } else {
+                const long n0 = fl_part(j->G, n, index), n1 = fl_part(j->G, n, index + 1);
+                SUF(gemm_rm)(j->gemm, 'N', 'T', (int)j->M, (int)(n1 - n0), a->NI, a->xr,
+                             a->NI, j->w_ih + n0 * a->NI, a->NI, 0, (R *)a->xw + n0, j->G);
+            }
             return;
         }
         phase--;

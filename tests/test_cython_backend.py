@@ -60,10 +60,11 @@ def _runnable():
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("T,B,I,H,lengths", [(1, 1, 3, 20, None), (6, 7, 9, 33, [6, 2, 5, 6, 1, 3, 4]),
-                                             (4, 13, 5, 40, None)])
+                                             (4, 13, 5, 40, None), (40, 7, 5, 33, None)])
 def test_hoisted_input_matches_the_reference(cy, isa, threads, dtype, T, B, I, H, lengths):
     """The forward with x W_ih^T as one GEMM before the loop (what large inputs run),
-    forced on small shapes: every variant, 1 and 2 threads, lengths, two layers both ways."""
+    forced on small shapes: every variant, 1 and 2 threads, lengths, two layers both ways;
+    the GEMM split by columns (fewer than 256 rows) and by rows (40 x 7)."""
     cy.select_isa(isa)
     cy.FORCE_HOIST = True
     fastlstm.set_num_threads(threads)
@@ -75,7 +76,13 @@ def test_large_inputs_hoist_their_projection(cy):
     for isa in ("avx512", "avx2", "baseline"):
         assert cy.hoists_input(isa, 3200, 512, 512)
     assert not cy.hoists_input("avx2", 1600, 64, 256)  # mid: I = 64
-    assert not cy.hoists_input("avx2", 100, 256, 256)  # one sequence: too few rows
+    # one sequence: too few rows for two threads, whose halves of the weights stay in
+    # their own caches; one thread alone streams W_ih and W_hh (2 MB) every step unless
+    # W_ih goes into one GEMM first
+    assert not cy.hoists_input("avx2", 100, 256, 256, threads=2)
+    assert cy.hoists_input("avx2", 100, 256, 256, threads=1)
+    assert not cy.hoists_input("avx2", 100, 128, 128, threads=1)  # 512 KB: they fit
+    assert cy.hoists_input("avx2", 100, 256, 256, threads=1, itemsize=8)
 
 
 def test_plan_picks_the_split_by_shape(cy):

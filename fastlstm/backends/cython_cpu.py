@@ -247,14 +247,23 @@ FORCE_HOIST = None
 # (large: 5-10% faster forward with AVX-512, ~10% with AVX2; mid, I = 64: 20% slower).
 HOIST_MIN_INPUT = 128
 HOIST_MIN_ROWS = 256
+# ... and, with fewer rows, when one thread runs the call and W_ih and W_hh together
+# outgrow what one core's L2 keeps beside the rest: the fused step would stream both from
+# L3 every step, the hoisted one only W_hh (single, 1 thread: 1.5 ms instead of 3.4; with
+# two threads each keeps its half in its own L2 and the two paths are even).
+HOIST_ALONE_MIN_WEIGHT_BYTES = 512 * 1024
 
 
-def hoists_input(isa, M, I, H):
-    """Whether a forward of M (step, row) pairs with I inputs hoists its input projection
-    (one rule for every variant so far; `isa` is there to tune it per variant)."""
+def hoists_input(isa, M, I, H, threads=2, itemsize=4):
+    """Whether a forward of M (step, row) pairs with I inputs, run by `threads` threads,
+    hoists its input projection (one rule for every variant so far; `isa` is there to
+    tune it per variant)."""
     if FORCE_HOIST is not None:
         return FORCE_HOIST
-    return I >= HOIST_MIN_INPUT and M >= HOIST_MIN_ROWS
+    if I < HOIST_MIN_INPUT:
+        return False
+    return M >= HOIST_MIN_ROWS or (
+        threads == 1 and 4 * H * (I + H) * itemsize > HOIST_ALONE_MIN_WEIGHT_BYTES)
 
 
 def _fits(T, B, I, H):
@@ -314,13 +323,13 @@ class RunnerPlans:
         if found is False:
             if len(self._sequences) > 64:
                 self._sequences.clear()
+            plans = tuple(plan(T, B, I, self.H, self.isa, self.itemsize)
+                          for I in self._inputs())
             ok = (_fits(T, B, max(self._inputs()), self.H)
                   and 2 * T * B * self.H * self.itemsize <= RUNNER_MAX_SCRATCH
-                  and not any(hoists_input(self.isa, T * B, I, self.H)
-                              for I in self._inputs()))
-            found = self._sequences[key] = tuple(
-                plan(T, B, I, self.H, self.isa, self.itemsize) for I in self._inputs()) \
-                if ok else None
+                  and not any(hoists_input(self.isa, T * B, I, self.H, p[0], self.itemsize)
+                              for I, p in zip(self._inputs(), plans)))
+            found = self._sequences[key] = plans if ok else None
         return found
 
 
@@ -338,9 +347,9 @@ def forward_layer(x, w_ih, w_hh, b, h0, c0, seq, y, h_n, c_n, tape, packed=None)
     if not _fits(T, B, I, H):
         raise NotImplementedError("sizes beyond 32-bit BLAS indexing")
     packed = packed or Packed(w_ih, w_hh, b)
-    hoist = hoists_input(packed.isa, seq.M, I, H)
-    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, hoist=hoist)
     nthreads, mode = plan(T, B, I, H, packed.isa, x.itemsize)
+    hoist = hoists_input(packed.isa, seq.M, I, H, nthreads, x.itemsize)
+    ws = _workspace(x.dtype, T, B, I, H, seq.M, not seq.dense, hoist=hoist)
     gates, tc, th = (None, None, None) if tape is None else (tape.gates, tape.c, tape.h)
     with _blas() if hoist else _NO_GUARD:
         _k.forward(x, h0, c0, seq, y, h_n, c_n, gates, tc, th, packed.k, ws, mode, nthreads)
