@@ -123,8 +123,8 @@ def pool_spin_us(us=None):
 
 
 # scipy's BLAS (?gemm), loaded when a call first needs it (backward, or a forward that
-# hoists its input projection): importing scipy.linalg costs a fresh process 0.15 s,
-# which inference on the fused path never has to pay.
+# hoists its input projection): the adapter hands its addresses to load_blas_at (the
+# library loaded from its file), else load_blas takes them from scipy.linalg.
 cdef fl_gemm_f32 sgemm = NULL
 cdef fl_gemm_f64 dgemm = NULL
 
@@ -139,6 +139,18 @@ def load_blas():
     d = <fl_gemm_f64>PyCapsule_GetPointer(capi["dgemm"], PyCapsule_GetName(capi["dgemm"]))
     f = <fl_gemm_f32>PyCapsule_GetPointer(capi["sgemm"], PyCapsule_GetName(capi["sgemm"]))
     dgemm, sgemm = d, f
+
+
+def load_blas_at(size_t sgemm_address, size_t dgemm_address):
+    """Take ?gemm at these addresses (Fortran BLAS, 32-bit integers): those of a library
+    the adapter loaded itself (fastlstm/_blas.py bundled_openblas). Once; a later call, or
+    load_blas, changes nothing."""
+    global sgemm, dgemm
+    if sgemm != NULL and dgemm != NULL:
+        return
+    if sgemm_address == 0 or dgemm_address == 0:
+        raise ValueError("the BLAS addresses must not be 0")
+    dgemm, sgemm = <fl_gemm_f64>dgemm_address, <fl_gemm_f32>sgemm_address
 
 
 cdef inline int _need_blas() except -1:

@@ -1,6 +1,7 @@
 """A fresh process's first result: inference on the compiled backend's fused path loads
-no scipy.linalg (0.15-0.2 s of imports), even after set_num_threads; the first call that needs BLAS
-(a backward, or a forward that hoists its input projection) loads and pins it then."""
+no BLAS (scipy.linalg: 0.12-0.2 s of imports), even after set_num_threads; the first call
+that needs BLAS (a backward, or a forward that hoists its input projection) loads and pins
+it then (tests/test_blas_loading.py: how)."""
 import subprocess
 import sys
 
@@ -19,7 +20,8 @@ m.train()
 y, _ = m(np.ones((5, 2, 32), np.float32))
 dx, _ = m.backward(np.ones_like(y))
 from fastlstm import _blas
-print("after backward:", "scipy.linalg" in sys.modules, bool(np.isfinite(dx).all()),
+from fastlstm.backends import cython_cpu
+print("after backward:", cython_cpu._blas_ready, bool(np.isfinite(dx).all()),
       len(_blas.PINNED) > 0 or "no pin")
 """
 
