@@ -217,7 +217,8 @@ def _run_programs(args, programs, peers, threads):
         impls = ["fastlstm"] + [p for p in ("torch", "keras")
                                 if "auto" in args.compare or p in peers]
         try:
-            out[name] = run_seed_fit(1 if args.quick else 3, threads, impls, _progress)
+            out[name] = run_seed_fit(1 if args.quick else args.rounds, threads, impls,
+                                     _progress)
         except RuntimeError as exc:
             print(f"fastlstm bench: {exc}", file=sys.stderr)
             return None

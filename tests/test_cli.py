@@ -260,6 +260,21 @@ def test_bench_seed_fit_times_the_whole_keras_program(capsys, tmp_path):
     assert run["program"]["epochs"] == 100 and run["ratios"] == {}
 
 
+def test_bench_seed_fit_runs_the_rounds_asked_for(monkeypatch, capsys):
+    from fastlstm.benchmark import seed_fit
+    runs = []
+
+    def fake_run(cmd, **kwargs):
+        runs.append(cmd)
+        out = json.dumps({"fit_s": 0.1, "first_loss": 0.5, "last_loss": 0.01, "version": "x"})
+        return subprocess.CompletedProcess(cmd, 0, stdout=out + "\n", stderr="")
+
+    monkeypatch.setattr(seed_fit.subprocess, "run", fake_run)
+    assert main(["bench", "--configs", "seed-fit", "--compare", "none", "--rounds", "5",
+                 "--no-first-call", "--cold-starts", "0"]) == 0
+    assert len(runs) == 5 and "5 fresh processes" in capsys.readouterr().out
+
+
 def test_bench_seed_fit_refuses_a_run_that_did_not_learn(monkeypatch):
     from fastlstm.benchmark import seed_fit
 
