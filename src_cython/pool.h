@@ -7,7 +7,11 @@
  * slot owns a contiguous range of every phase's units (the calling thread slot 0): a
  * participant takes its own units first, so a slice of the weights stays in one core's
  * cache step after step, then steals the units no one has claimed yet. A helper that is
- * asleep, late or absent costs nothing but its help: nothing waits for it.
+ * asleep, late or absent costs nothing but its help: nothing waits for it. A helper that
+ * wakes on the caller's own core moves to another one before it joins, or stays out
+ * (taking turns on one core, each unit it claimed would hold the caller up for a time
+ * slice); and whoever waits for a unit another thread runs hands its core over now and
+ * then, should that thread be queued behind it.
  *
  * What a unit computes must depend only on (phase, index), never on which thread runs it
  * or how many took part: the kernels' results are then the same bit for bit whatever the
