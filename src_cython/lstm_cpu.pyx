@@ -210,22 +210,29 @@ def pack_gate_blocks(const floating[:, ::1] w, floating[::1] out, int H, int vl,
     """The forward layouts (lstm_cpu.h wfi, wf): w [4H, K] gate rows into out
     [NUB][4/gp][K][gp][vl], out[u][p][k][j][l] = w[(p gp + j) H + u vl + l][k], 0 past H.
     One pass in C: a training step repacks every layer's weights."""
-    cdef Py_ssize_t K = w.shape[1], nub = (H + vl - 1) // vl, u, p, k, j, l, unit, row, at
+    cdef Py_ssize_t K = w.shape[1], nub = (H + vl - 1) // vl, u, p, k, j, l, n, step
+    cdef const floating *src
+    cdef floating *dst
     if w.shape[0] != 4 * H or vl < 1 or gp not in (1, 2, 4):
         raise ValueError("pack_gate_blocks: w must be [4H, K], vl >= 1, gp in 1, 2, 4")
     if out.shape[0] != nub * 4 * K * vl:
         raise ValueError(f"pack_gate_blocks: out must hold {nub * 4 * K * vl} items")
-    with nogil:  # in the order written; the gp*vl rows read in turn stay in L1
-        at = 0
+    if out.shape[0] == 0:
+        return
+    step = gp * vl  # out's items from one k to the next within a (u, p) panel
+    with nogil:  # each weight row read straight through, written with a fixed stride
         for u in range(nub):
+            n = H - u * vl if H - u * vl < vl else vl  # the units of this block, 0 past H
             for p in range(4 // gp):
-                for k in range(K):
-                    for j in range(gp):
-                        row = (p * gp + j) * H + u * vl
-                        for l in range(vl):
-                            unit = u * vl + l
-                            out[at] = w[row + l, k] if unit < H else 0
-                            at += 1
+                for j in range(gp):
+                    dst = &out[((u * (4 // gp) + p) * K) * step + j * vl]
+                    for l in range(n):
+                        src = &w[(p * gp + j) * H + u * vl + l, 0]
+                        for k in range(K):
+                            dst[k * step + l] = src[k]
+                    for l in range(n, vl):
+                        for k in range(K):
+                            dst[k * step + l] = 0
 
 
 def pack_bias(const floating[::1] b, floating[::1] out, int H, int vl):

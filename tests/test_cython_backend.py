@@ -207,3 +207,22 @@ def test_info_reports_the_pinned_blas(cy):
         pytest.skip("scipy shares its BLAS here: it is pinned per call, not for good")
     pinned = [lib for lib in collect_info()["blas"] if "use" in lib]
     assert pinned and all(lib["num_threads"] == 1 for lib in pinned)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("H,K", [(1, 1), (7, 3), (33, 50), (16, 2)])
+@pytest.mark.parametrize("vl,gp", [(2, 1), (4, 2), (8, 4), (16, 4)])
+def test_gate_block_packing_is_the_documented_layout(cy, dtype, H, K, vl, gp):
+    """lstm_cpu.h: out[u][p][k][j][l] = w[(p gp + j) H + u vl + l][k], 0 past H, every
+    item written (the buffer starts as NaN)."""
+    w = np.random.default_rng(H * K).standard_normal((4 * H, K)).astype(dtype)
+    nub = -(-H // vl)
+    out = np.full(nub * 4 * K * vl, np.nan, dtype)
+    cy._k.pack_gate_blocks(w, out, H, vl, gp)
+    expected = np.zeros((nub, 4 // gp, K, gp, vl), dtype)
+    for u in range(nub):
+        for p in range(4 // gp):
+            for j in range(gp):
+                units = np.arange(u * vl, min(H, (u + 1) * vl))
+                expected[u, p, :, j, :len(units)] = w[(p * gp + j) * H + units, :].T
+    np.testing.assert_array_equal(out, expected.ravel())
