@@ -98,6 +98,11 @@ def test_plan_picks_the_split_by_shape(cy):
         assert cy.plan(1, 1, 32, 128, isa, 4)[0] == 1   # one small step: a helper costs more
         assert cy.plan(100, 1, 1, 8, isa, 4)[0] == 1    # too little work per step for two
         assert cy.plan(3, 7, 1, 8, isa, 4)[0] == 1      # too little work in the whole call
+        # small batches of small models: two threads meeting every step lost to one
+        assert cy.plan(100, 4, 32, 32, isa, 4)[0] == 1
+        assert cy.plan(100, 2, 48, 48, isa, 4)[0] == 1
+        assert cy.plan(10, 4, 1, 50, isa, 4)[0] == 1    # the seed-fit's last batch of 4
+        assert cy.plan(100, 1, 96, 96, isa, 4) == (2, steps)
     fastlstm.set_num_threads(1)
     assert cy.plan(10, 32, 50, 50, cy.ISA, 4) == (1, rows)  # the split is the shape's alone
 

@@ -16,10 +16,16 @@ def _cython_available():
 
 
 @pytest.fixture
-def cy():
+def cy(monkeypatch):
     from fastlstm.backends import cython_cpu
     saved, isa = fastlstm.get_num_threads(), cython_cpu.ISA
+    # the small shapes here get a team of 2 whatever the plan's thresholds say: the pool,
+    # not the plan, is under test
+    for name in ("STEPS_MIN_WORK", "STEPS_MIN_CALL_WORK", "MIN_MACS_PER_CALL_AND_THREAD"):
+        monkeypatch.setattr(cython_cpu, name, 1)
+    cython_cpu._plans.clear()
     yield cython_cpu
+    cython_cpu._plans.clear()
     cython_cpu._k.pool_set_helper_delay_us(0)
     cython_cpu.FORCE_PATH = None
     cython_cpu.select_isa(isa)

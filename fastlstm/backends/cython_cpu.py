@@ -101,10 +101,17 @@ FORCE_PATH = None
 # chunk of rows streams them all every step, so they must sit in its core's L2 with room
 # to spare; larger weights are split by hidden units ("steps").
 ROWS_MAX_WEIGHT_BYTES = 256 << 10
-# A second thread pays off from this many multiply-adds per step and thread in the
-# "steps" split (it meets the others every step), and per call and thread in the "rows"
-# split; a one-step call needs far more to pay for waking a helper.
-MIN_MACS_PER_THREAD = 16384
+# A second thread pays off from this much work per thread in the "steps" split, which
+# meets the other threads every step: multiply-adds plus the gate math, counted as about
+# GATE_MACS multiply-adds per row and hidden unit (a step of 32 rows x 64 units spends
+# 5.7 us on gate math beside 0.1 us per input on its multiply-adds), from STEPS_MIN_WORK
+# per step and STEPS_MIN_CALL_WORK per call. Below them a second thread slowed calls down
+# ((4,100,32,32): 0.56x one thread's speed; (2,100,48,48) 0.75x; (4,10,1,50) 0.73x).
+GATE_MACS = 228
+STEPS_MIN_WORK = 45000
+STEPS_MIN_CALL_WORK = 1 << 20
+# ... per call and thread in the "rows" split (no meeting per step); a one-step call
+# needs far more to pay for waking a helper.
 MIN_MACS_PER_CALL_AND_THREAD = 1 << 18
 MIN_MACS_PER_THREAD_ONE_STEP = 1 << 20
 _MODES = {"rows": _k.MODE_ROWS, "steps": _k.MODE_STEPS}
@@ -241,7 +248,8 @@ def _plan(T, B, I, H, isa, itemsize, nt, force):
     elif path == "rows":
         nt = min(nt, chunks, T * macs_per_step // MIN_MACS_PER_CALL_AND_THREAD)
     else:
-        nt = min(nt, nub * chunks, macs_per_step // MIN_MACS_PER_THREAD)
+        work = macs_per_step + GATE_MACS * B * nub * vl
+        nt = min(nt, nub * chunks, work // STEPS_MIN_WORK, T * work // STEPS_MIN_CALL_WORK)
     return max(1, nt), _MODES[path]
 
 
