@@ -607,3 +607,33 @@ def test_adam_one_pass_step_equals_numpys_bit_for_bit(monkeypatch, dtype, amsgra
     for a, b in zip(fused[0] + fused[1], plain[0] + plain[1]):
         np.testing.assert_array_equal(a, b)
     assert np.isnan(fused[0][0][1, 1])  # NaN went through both the same way
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_gradient_finiteness_check_compiled_and_numpy_agree(monkeypatch, dtype, bad):
+    """The fit's one-call check of every gradient (optim.pyx all_finite) says what NumPy
+    says, in C and F order, at the first and last item too; huge or tiny finite values
+    are finite; layouts it does not take go to NumPy."""
+    from fastlstm.keras import model as M
+    from fastlstm.keras import optimizers as O
+    r = np.random.default_rng(4)
+    grads = [r.standard_normal(s).astype(dtype) for s in [(200, 1), (200, 50), (200,), (1,)]]
+    grads[1] = np.asfortranarray(grads[1])
+    grads[2][[0, -1]] = [np.finfo(dtype).max, np.finfo(dtype).tiny / 4]  # finite both
+    checks = [grads]
+    if bad is not None:
+        for i, at in [(0, (0, 0)), (1, (199, 49)), (3, (0,))]:
+            planted = [g.copy(order="K") for g in grads]
+            planted[i][at] = bad
+            checks.append(planted)
+    strided = [r.standard_normal((6, 8)).astype(dtype)[:, ::2]]
+    for arrays in checks + [strided]:
+        expected = all(np.isfinite(g).all() for g in arrays)
+        assert M._all_finite(arrays) == expected
+        monkeypatch.setattr(O, "_COMPILED", [None])
+        assert M._all_finite(arrays) == expected
+        monkeypatch.undo()
+    if O._compiled() is not None:
+        assert O._compiled().all_finite(strided) is None
+        assert O._compiled().all_finite(checks[-1]) is (bad is None)

@@ -35,6 +35,17 @@ _VERBOSE = ("auto", 0, 1, 2)
 _sum = np.add.reduce
 
 
+def _all_finite(arrays):
+    """No NaN or inf in any of `arrays`: one compiled pass over them all where the
+    extension is built (a model's 8 gradients: ~2 us instead of ~20), else NumPy."""
+    from .optimizers import _compiled
+    compiled = _compiled()
+    found = None if compiled is None else compiled.all_finite(arrays)
+    if found is None:
+        found = all(np.isfinite(_sum(a, None)) for a in arrays)
+    return bool(found)
+
+
 class _NonFinite(Exception):
     """Raised inside a training step when the loss (or a gradient) is NaN or inf."""
 
@@ -687,11 +698,9 @@ class Sequential:
             variables = []
             for layer in trainable:
                 variables.extend(stack.enter_context(layer.update_variables()))
-            total = 0.0  # NaN or inf in any gradient makes the sum non-finite (~1 us each)
-            for _, _, g in variables:
-                total += _sum(g, None)
-            if not math.isfinite(total):
-                raise _NonFinite("gradient", total)
+            grads = [g for _, _, g in variables]
+            if not _all_finite(grads):
+                raise _NonFinite("gradient", sum(float(_sum(g, None)) for g in grads))
             self.optimizer.apply(variables)
         return value
 
