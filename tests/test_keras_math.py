@@ -628,7 +628,8 @@ def test_gradient_finiteness_check_compiled_and_numpy_agree(monkeypatch, dtype, 
             planted[i][at] = bad
             checks.append(planted)
     strided = [r.standard_normal((6, 8)).astype(dtype)[:, ::2]]
-    for arrays in checks + [strided]:
+    overflowing = [np.full(4, np.finfo(dtype).max, dtype)]  # finite items, an inf sum
+    for arrays in checks + [strided, overflowing, [overflowing[0][::2]]]:
         expected = all(np.isfinite(g).all() for g in arrays)
         assert M._all_finite(arrays) == expected
         monkeypatch.setattr(O, "_COMPILED", [None])

@@ -36,13 +36,14 @@ _sum = np.add.reduce
 
 
 def _all_finite(arrays):
-    """No NaN or inf in any of `arrays`: one compiled pass over them all where the
-    extension is built (a model's 8 gradients: ~2 us instead of ~20), else NumPy."""
+    """No NaN or inf in any item of `arrays`: one compiled pass over them all where the
+    extension is built (a model's 8 gradients: ~3 us instead of ~9), else NumPy, item by
+    item as well (a sum could overflow to inf from finite items)."""
     from .optimizers import _compiled
     compiled = _compiled()
     found = None if compiled is None else compiled.all_finite(arrays)
     if found is None:
-        found = all(np.isfinite(_sum(a, None)) for a in arrays)
+        found = all(np.isfinite(a).all() for a in arrays)
     return bool(found)
 
 
